@@ -1,0 +1,38 @@
+/*
+ * maildir.h - Maildir delivery (https://cr.yp.to/proto/maildir.html).
+ *
+ * Writes tmp/UNIQUE, fsyncs it, links it into new/UNIQUE, removes the tmp
+ * name and fsyncs new/ - only then is the delivery done. Mailboxes are
+ * created on first delivery (MAILBOX/{tmp,new,cur}, mode 0700, parents
+ * fsync'd). Blocking file I/O: call it off the event loop's hot path.
+ */
+#ifndef SMTPGATE_GATE_MAILDIR_H
+#define SMTPGATE_GATE_MAILDIR_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+struct err;
+
+/*
+ * Delivers prefix (prefix_len bytes of header lines, e.g. Return-Path and
+ * Delivered-To, each ending in CRLF... as given) followed by len bytes of
+ * fd starting at offset, into postoffice/mailbox. mailbox must pass
+ * mailbox_name_valid (checked again here). Files get mode 0600.
+ * On success the new file's name (without directory) is copied to
+ * name_out when it is not NULL (name_size bytes). Returns 0 or -1 with e
+ * filled ("maildir: write /po/alice/tmp/...: No space left on device").
+ */
+int	maildir_deliver(const char *postoffice, const char *mailbox,
+	    const char *hostname, const char *prefix, size_t prefix_len,
+	    int fd, off_t offset, off_t len, char *name_out,
+	    size_t name_size, struct err *e);
+/*
+ * Builds a unique file name per the Maildir specification:
+ * "SECONDS.M<usec>P<pid>Q<counter>.HOST" where HOST has '/' as "\057" and
+ * ':' as "\072". Returns 0, -1 when it does not fit.
+ */
+int	maildir_unique_name(char *out, size_t size, long long sec, long usec,
+	    long pid, unsigned long counter, const char *hostname);
+
+#endif
