@@ -14,11 +14,13 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 	echo -levent_openssl -levent_pthreads -levent -lcares -lssl -lcrypto -lcrypt)
 
-OPT := $(if $(SANITIZE),-O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all,-O2)
+comma := ,
+SAN_FLAGS := -fsanitize=address$(comma)undefined -fno-sanitize-recover=all
+OPT := $(if $(SANITIZE),-O1 -fno-omit-frame-pointer $(SAN_FLAGS),-O2)
 WERROR := $(if $(CI),-Werror,)
 CFLAGS := -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra -Wshadow \
 	-Wno-unused-parameter $(WERROR) -Isrc $(PKG_CFLAGS) -MMD -MP
-LDFLAGS := $(if $(SANITIZE),-fsanitize=address,undefined,)
+LDFLAGS := $(if $(SANITIZE),$(SAN_FLAGS),)
 LIBS := $(PKG_LIBS) -lpthread
 
 LIB_SRCS := $(sort $(shell find src -name '*.c' ! -path 'src/cmd/main.c'))

@@ -44,6 +44,18 @@ typedef bool (*addrmap_is_local_fn)(void *arg, const char *domain);
  * caller frees with addrmap_free.
  */
 struct addrmap	*addrmap_load(const char *path, struct buf *errors);
+/*
+ * The parser behind addrmap_load, on text of len bytes (any content, NUL
+ * included); name stands for FILE in the error lines. Also accepted, as in
+ * Postfix's tables: a line starting with whitespace continues the previous
+ * entry's target list, and a '#' at the start of a target starts a
+ * comment. Messages: "'KEY' has no targets", "bad address 'X'",
+ * "bad mailbox name 'X'", "duplicate key 'KEY'" (control bytes shown as
+ * \xNN). errors may be NULL. Returns NULL on any error; caller frees the
+ * map with addrmap_free.
+ */
+struct addrmap	*addrmap_parse(const char *name, const char *text, size_t len,
+		    struct buf *errors);
 void		 addrmap_free(struct addrmap *m);
 /* Number of entries (for the log after a reload). */
 size_t		 addrmap_size(const struct addrmap *m);
@@ -59,6 +71,15 @@ size_t		 addrmap_size(const struct addrmap *m);
  * §4.5.1): to the map's entry if any, else the mailbox "postmaster".
  * Returns 0, or -1 when the address has no mailbox (e->msg says why: the
  * caller answers 550 5.1.1).
+ * Precisely: the keys tried are "local+ext@domain", "local@domain",
+ * "local+ext", "local", "@domain" (Postfix's virtual(5) order); delimiter
+ * is a set of characters, NULL or "" for none, and a local part that
+ * starts with one keeps it. A quoted local part (starting with '"') only
+ * matches "@domain" and is never a mailbox itself. A target address that
+ * is the address being resolved means its own mailbox (as in Postfix);
+ * any other way back to an address being resolved is an "alias loop".
+ * is_local may be NULL (no target is local). On -1, out is unchanged.
+ * The map is only read: concurrent calls on one map are safe.
  */
 int		 addrmap_resolve(const struct addrmap *m, const char *local,
 		    const char *domain, const char *delimiter,

@@ -75,6 +75,16 @@ struct config {
 struct config	*config_load(const char *file, char *const *overrides,
 		    size_t noverrides, struct buf *errors);
 /*
+ * Same as config_load, with the file's content given as text (len bytes,
+ * NUL bytes allowed: they are errors) instead of read from disk: name is
+ * the file name used in messages ("(text)" when NULL), relative paths
+ * resolve against base_dir (the current directory when NULL), c->file is
+ * NULL. text == NULL: no file. For tests and fuzzing.
+ */
+struct config	*config_parse_text(const char *name, const char *text,
+		    size_t len, const char *base_dir, char *const *overrides,
+		    size_t noverrides, struct buf *errors);
+/*
  * Validates the files the configuration names (address_map syntax,
  * auth_users syntax, TLS certificate and key readable and matching) and
  * writes problems as "FILE:LINE: message\n" lines. 0 when all is well.

@@ -11,32 +11,49 @@
 
 struct err;
 
-/* Parses "host:port", "[v6]:port" or "*:port" (numeric hosts and
- * "localhost" only). Returns 0 or -1 with e->msg naming the problem. */
+/*
+ * Parses "host:port", "[v6]:port", "*:port" (any IPv4 address) or
+ * "localhost:port" (127.0.0.1); hosts are numeric otherwise, never
+ * resolved. Port 0 is accepted (the kernel picks one: tests). Returns 0,
+ * or -1 with e->msg naming the address and the problem
+ * ("listen address "x:99999": port 99999 out of range (0-65535)").
+ */
 int	listen_parse_addr(const char *s, struct sockaddr_storage *ss,
 	    socklen_t *len, struct err *e);
 /*
  * One attempt to bind and listen on addr: socket (nonblocking, cloexec),
  * SO_REUSEADDR (and IPV6_V6ONLY for IPv6), bind, listen(backlog 1024).
- * Returns the fd, or -1 with e->msg "ADDR: REASON" and e->errnum set
- * (EADDRINUSE when busy: the caller retries).
+ * Returns the fd (caller closes), or -1 with e->msg "ADDR: REASON"
+ * (strerror) and e->errnum set: EADDRINUSE when busy (the caller retries
+ * and may name the holder with listen_port_holder), EINVAL for an address
+ * that does not parse (e->msg from listen_parse_addr).
  */
 int	listen_try_bind(const char *addr, struct err *e);
 /*
  * The process holding the local TCP address sa in LISTEN state or any
- * other state, found through /proc/net/tcp{,6} and /proc/PID/fd. Writes
- * "pid 1234 (nginx)" to out. Returns 0, or -1 when it cannot be found
- * (another user's process without permission, not Linux...).
+ * other state, found through /proc/net/tcp{,6} and /proc/PID/fd: a socket
+ * on the same port whose address equals sa's or where either is the
+ * wildcard. A LISTEN socket wins over others. Writes "pid 1234 (nginx)"
+ * (truncated to size) to out. Returns 0, or -1 when it cannot be found
+ * (another user's process without permission, only TIME_WAIT left, not
+ * Linux...). Reads /proc: slow with many processes, call it only after
+ * EADDRINUSE.
  */
 int	listen_port_holder(const struct sockaddr *sa, char *out, size_t size);
 /*
- * systemd socket activation: when LISTEN_PID is our pid, returns the number
- * of descriptors passed from fd 3 (LISTEN_FDS) and unsets LISTEN_PID,
- * LISTEN_FDS and LISTEN_FDNAMES; otherwise 0. The fds are made nonblocking
- * and close-on-exec.
+ * systemd socket activation, as sd_listen_fds(3): when LISTEN_PID is our
+ * pid, returns the number of descriptors passed from fd 3 (LISTEN_FDS),
+ * made nonblocking and close-on-exec; otherwise 0. Returns -1 (errno
+ * EINVAL for unparsable variables, EBADF when a passed fd is not open).
+ * LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES are unset in every case, so
+ * that children do not take the fds for theirs.
  */
 int	listen_systemd_fds(void);
-/* Writes the local address of a bound socket fd as "host:port". */
+/*
+ * Writes the local address of a bound socket fd as "127.0.0.1:2525" or
+ * "[::1]:25". Returns out, or NULL (errno set) when getsockname fails or
+ * out is too small.
+ */
 char	*listen_fd_name(int fd, char *out, size_t size);
 
 #endif

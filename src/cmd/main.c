@@ -1,0 +1,54 @@
+/*
+ * main.c - the smtpgate binary: picks the subcommand from argv[0] (a link
+ * named sendmail or mailq) or argv[1]. Nothing else lives here, so every
+ * other file links into the tests.
+ */
+#include <libgen.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cmd/cmd.h"
+
+static const struct {
+	const char	*name;
+	int		(*run)(int, char **);
+} commands[] = {
+	{ "serve",	cmd_serve },
+	{ "check",	cmd_check },
+	{ "config",	cmd_config },
+};
+
+static const char *const planned[] = {
+	"sendmail", "queue", "passwd", "status", "mailq",
+};
+
+static int
+usage(void)
+{
+	fprintf(stderr,
+	    "usage: smtpgate serve [-c FILE] [-o KEY=VALUE]...\n"
+	    "       smtpgate check [-c FILE] [-o KEY=VALUE]...\n"
+	    "       smtpgate config [-c FILE] [-o KEY=VALUE]...\n");
+	return EXIT_USAGE;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *self = basename(argv[0]);
+
+	for (size_t i = 0; i < sizeof(planned) / sizeof(planned[0]); i++)
+		if (strcmp(self, planned[i]) == 0 ||
+		    (argc > 1 && strcmp(argv[1], planned[i]) == 0)) {
+			fprintf(stderr, "smtpgate: '%s' is not available in "
+			    "this build yet\n", planned[i]);
+			return EXIT_USAGE;
+		}
+	if (argc < 2)
+		return usage();
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (strcmp(argv[1], commands[i].name) == 0)
+			return commands[i].run(argc - 1, argv + 1);
+	fprintf(stderr, "smtpgate: unknown command '%s'\n", argv[1]);
+	return usage();
+}

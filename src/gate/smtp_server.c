@@ -1,0 +1,1179 @@
+/*
+ * smtp_server.c - inbound SMTP sessions. Layer: gate.
+ *
+ * Owns the listeners, the sessions and their transactions. A session
+ * (struct smtp_session: connection, HELO, counters) holds at most one
+ * transaction (struct smtp_tx: sender, recipients, spool file), which is
+ * all RSET destroys. Commands are dispatched through a verb table that says
+ * in which states a verb is legal; every state change goes through
+ * enter_state(), which traces it. Replies come only from mail/reply.c's
+ * table (or the parser's error, or the EHLO list).
+ *
+ * Invariants: memory per session is bounded (input is read at most
+ * INPUT_MAX ahead, an over-long line is discarded as it arrives, output
+ * beyond OUTPUT_MAX stops reading); a 250 after the data is sent only after
+ * spool_msg_commit returned 0; nothing a client sends reaches fatal/panic.
+ */
+#include "gate/smtp_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+
+#include "lib/buf.h"
+#include "lib/cidr.h"
+#include "lib/err.h"
+#include "lib/log.h"
+#include "lib/mem.h"
+#include "lib/str.h"
+#include "mail/addr.h"
+#include "mail/envelope.h"
+#include "mail/header.h"
+#include "mail/reply.h"
+#include "mail/smtp_cmd.h"
+#include "mail/smtp_data.h"
+#include "gate/addrmap.h"
+#include "gate/climit.h"
+#include "gate/config.h"
+#include "gate/runtime.h"
+#include "gate/spool.h"
+
+#define INPUT_MAX	(256 * 1024)	/* bytes read ahead of processing */
+#define OUTPUT_MAX	(64 * 1024)	/* queued replies before we stop reading */
+#define SCRATCH_SIZE	(64 * 1024)	/* data automaton output, per call */
+#define ERROR_LIMIT	10		/* errors before the client is dropped */
+
+enum smtp_state {
+	SMTP_STATE_CONNECTED,	/* greeted, no HELO/EHLO yet */
+	SMTP_STATE_HELO,	/* HELO/EHLO done, no transaction */
+	SMTP_STATE_MAIL,	/* MAIL accepted */
+	SMTP_STATE_RCPT,	/* at least one RCPT accepted */
+	SMTP_STATE_DATA,	/* reading DATA content */
+	SMTP_STATE_BDAT,	/* reading a BDAT chunk */
+	SMTP_STATE_CLOSING,	/* final reply queued; closing when flushed */
+	SMTP_STATE_COUNT
+};
+
+static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
+	[SMTP_STATE_CONNECTED] = "CONNECTED",
+	[SMTP_STATE_HELO] = "HELO",
+	[SMTP_STATE_MAIL] = "MAIL",
+	[SMTP_STATE_RCPT] = "RCPT",
+	[SMTP_STATE_DATA] = "DATA",
+	[SMTP_STATE_BDAT] = "BDAT",
+	[SMTP_STATE_CLOSING] = "CLOSING",
+};
+
+struct smtp_server;
+
+struct smtp_tx {
+	struct envelope	  env;
+	unsigned	  nrcpt_cmds;	/* RCPT commands accepted */
+	long long	  size_hint;	/* MAIL SIZE=, -1 if none */
+	struct spool_msg *msg;		/* open once DATA/BDAT starts */
+	struct smtp_data  data;
+	bool		  uses_bdat;
+	bool		  is_too_big;
+	bool		  has_write_error;
+	bool		  is_out_of_space;
+	bool		  is_bdat_refused;	/* chunks are read and dropped */
+	int		  bdat_refusal;		/* reply_id for the LAST chunk */
+	unsigned long long bdat_left;	/* bytes of this chunk still to read */
+	unsigned long long bdat_chunk;	/* size of this chunk */
+	bool		  bdat_last;
+	struct timeval	  started;
+};
+
+struct smtp_session {
+	struct smtp_server	*srv;
+	struct runtime		*rt;		/* snapshot, referenced */
+	struct bufferevent	*bev;
+	struct sockaddr_storage	 peer;
+	char			 addr[INET6_ADDRSTRLEN];
+	int			 port;
+	enum smtp_state		 state;
+	bool			 is_submission;
+	bool			 is_esmtp;
+	bool			 is_relay_client;
+	bool			 is_trace;
+	bool			 is_counted_ip;	/* counted in climit */
+	bool			 in_long_line;	/* discarding to the next LF */
+	bool			 is_quitting;	/* 421 after this transaction */
+	char			 helo[256];
+	int			 errors;
+	unsigned		 ncommands, nmessages;
+	struct smtp_tx		*tx;
+	struct smtp_session	*prev, *next;
+};
+
+struct listener {
+	struct evconnlistener	*evl;
+	bool			 is_submission;
+	struct smtp_server	*srv;
+	struct listener		*next;
+};
+
+struct smtp_server {
+	struct event_base	*base;
+	struct spool		*spool;
+	struct runtime		*rt;
+	smtp_server_queued_fn	 queued;
+	void			*queued_arg;
+	struct listener		*listeners;
+	struct smtp_session	*sessions;
+	size_t			 nsessions;
+	struct climit		*climit;
+	char			*scratch;	/* SCRATCH_SIZE, shared */
+	/* shutdown */
+	bool			 is_stopping;
+	struct event		*grace_ev;
+	smtp_server_done_fn	 done;
+	void			*done_arg;
+};
+
+static void	session_read(struct bufferevent *bev, void *arg);
+static void	session_write(struct bufferevent *bev, void *arg);
+static void	session_event(struct bufferevent *bev, short what, void *arg);
+static void	session_free(struct smtp_session *s);
+
+static const struct config *
+cfg_of(const struct smtp_session *s)
+{
+	return s->rt->cfg;
+}
+
+static void
+enter_state(struct smtp_session *s, enum smtp_state state)
+{
+	if (s->state == state)
+		return;
+	log_debug("[%s]:%d state %s -> %s", s->addr, s->port,
+	    smtp_state_names[s->state], smtp_state_names[state]);
+	s->state = state;
+}
+
+/* Writes one reply line (or the last line of a multi-line reply). */
+static void
+reply_line(struct smtp_session *s, int code, bool more, const char *enhanced,
+    const char *text)
+{
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	char line[1024];
+	int n;
+
+	n = snprintf(line, sizeof(line), "%d%c%s%s%s\r\n", code,
+	    more ? '-' : ' ', enhanced ? enhanced : "", enhanced ? " " : "",
+	    text);
+	if (n < 0)
+		return;
+	if ((size_t)n >= sizeof(line)) {
+		n = sizeof(line) - 1;
+		line[n - 2] = '\r';
+		line[n - 1] = '\n';
+	}
+	evbuffer_add(out, line, (size_t)n);
+	if (s->is_trace)
+		log_info("[%s]:%d > %.*s", s->addr, s->port, n - 2, line);
+}
+
+static void
+reply(struct smtp_session *s, enum reply_id id, ...)
+{
+	const struct reply_text *r = &reply_texts[id];
+	char text[900];
+	va_list ap;
+
+	va_start(ap, id);
+	vsnprintf(text, sizeof(text), r->fmt, ap);
+	va_end(ap);
+	reply_line(s, r->code, false, r->enhanced, text);
+	/* RFC 5321 §4.2.4-ish: count client errors, drop abusive clients. */
+	if (r->code >= 500 && r->code != 502 && id != REPLY_DATA_BARE_EOL)
+		s->errors++;
+}
+
+static void
+close_after_reply(struct smtp_session *s)
+{
+	/* Freed by the write callback once the reply is out (or by the
+	 * write timeout), never here: callers still hold s. */
+	enter_state(s, SMTP_STATE_CLOSING);
+	bufferevent_disable(s->bev, EV_READ);
+	bufferevent_set_timeouts(s->bev, NULL, &(struct timeval){ 10, 0 });
+	bufferevent_enable(s->bev, EV_WRITE);
+}
+
+/* Returns true when the session was told to go (too many errors). */
+static bool
+check_errors(struct smtp_session *s)
+{
+	if (s->errors < ERROR_LIMIT)
+		return false;
+	log_warnx("[%s]:%d too many errors (%d), dropping the client",
+	    s->addr, s->port, s->errors);
+	reply(s, REPLY_TOO_MANY_ERRORS, cfg_of(s)->hostname);
+	close_after_reply(s);
+	return true;
+}
+
+static void
+tx_free(struct smtp_tx *tx)
+{
+	if (tx == NULL)
+		return;
+	spool_msg_free(tx->msg);
+	envelope_clear(&tx->env);
+	free(tx);
+}
+
+static void
+tx_reset(struct smtp_session *s)
+{
+	tx_free(s->tx);
+	s->tx = NULL;
+	if (s->state != SMTP_STATE_CONNECTED && s->state != SMTP_STATE_CLOSING)
+		enter_state(s, SMTP_STATE_HELO);
+}
+
+static const char *
+proto_name(const struct smtp_session *s)
+{
+	return s->is_esmtp ? "ESMTP" : "SMTP";
+}
+
+/* ---- verbs ---------------------------------------------------------- */
+
+static void
+do_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const struct config *c = cfg_of(s);
+
+	tx_reset(s);
+	str_copy(s->helo, cmd->arg, sizeof(s->helo));
+	s->is_esmtp = cmd->verb == SMTP_VERB_EHLO;
+	enter_state(s, SMTP_STATE_HELO);
+	if (!s->is_esmtp) {
+		reply_line(s, 250, false, NULL, c->hostname);
+		return;
+	}
+	{
+		char size[64];
+
+		reply_line(s, 250, true, NULL, c->hostname);
+		reply_line(s, 250, true, NULL, "PIPELINING");
+		snprintf(size, sizeof(size), "SIZE %llu", c->max_message_size);
+		reply_line(s, 250, true, NULL, size);
+		reply_line(s, 250, true, NULL, "8BITMIME");
+		reply_line(s, 250, true, NULL, "ENHANCEDSTATUSCODES");
+		reply_line(s, 250, true, NULL, "SMTPUTF8");
+		reply_line(s, 250, false, NULL, "CHUNKING");
+	}
+}
+
+static void
+do_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const struct config *c = cfg_of(s);
+	struct smtp_tx *tx;
+	char sender[ADDR_MAX + 1];
+	unsigned long long need;
+
+	if (cmd->size >= 0 &&
+	    (unsigned long long)cmd->size > c->max_message_size) {
+		reply(s, REPLY_SIZE_EXCEEDED);
+		return;
+	}
+	need = cmd->size > 0 ? (unsigned long long)cmd->size : 0;
+	if (!spool_has_room(s->srv->spool, need)) {
+		log_warnx("[%s]:%d MAIL refused: spool %s is (nearly) full",
+		    s->addr, s->port, spool_path(s->srv->spool));
+		reply(s, REPLY_NO_STORAGE);
+		return;
+	}
+	tx = xcalloc(1, sizeof(*tx));
+	envelope_init(&tx->env);
+	gettimeofday(&tx->started, NULL);
+	tx->size_hint = cmd->size;
+	tx->env.arrival = (double)tx->started.tv_sec +
+	    tx->started.tv_usec / 1e6;
+	tx->env.client_addr = xstrdup(s->addr);
+	tx->env.client_name = xasprintf("[%s]", s->addr);
+	tx->env.helo = xstrdup(s->helo);
+	tx->env.proto = xstrdup(proto_name(s));
+	tx->env.sender = xstrdup(addr_format(&cmd->addr, sender,
+	    sizeof(sender)));
+	tx->env.body = cmd->body == SMTP_BODY_8BITMIME ? xstrdup("8BITMIME") :
+	    cmd->body == SMTP_BODY_7BIT ? xstrdup("7BIT") :
+	    cmd->body == SMTP_BODY_BINARYMIME ? xstrdup("BINARYMIME") : NULL;
+	tx->env.smtputf8 = cmd->smtputf8;
+	tx->env.ret = cmd->ret[0] ? xstrdup(cmd->ret) : NULL;
+	tx->env.envid = cmd->envid[0] ? xstrdup(cmd->envid) : NULL;
+	s->tx = tx;
+	enter_state(s, SMTP_STATE_MAIL);
+	reply(s, REPLY_MAIL_OK);
+}
+
+static bool
+session_is_local(void *arg, const char *domain)
+{
+	return config_is_local_domain(arg, domain);
+}
+
+static void
+do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	const struct config *c = cfg_of(s);
+	struct smtp_tx *tx = s->tx;
+	char rcpt[ADDR_MAX + 1];
+	const char *domain = cmd->addr.domain;
+	const char *notify = cmd->notify[0] ? cmd->notify : NULL;
+	const char *orcpt = cmd->orcpt[0] ? cmd->orcpt : NULL;
+	struct route_list routes = { NULL, 0 };
+	struct err e;
+
+	if (tx->nrcpt_cmds >= c->max_recipients) {
+		reply(s, REPLY_TOO_MANY_RCPTS);
+		return;
+	}
+	addr_format(&cmd->addr, rcpt, sizeof(rcpt));
+	if (domain[0] == '\0' || config_is_local_domain(c, domain)) {
+		err_clear(&e);
+		if (cmd->addr.is_quoted ||
+		    addrmap_resolve(s->rt->map, cmd->addr.local,
+		    domain[0] ? domain : c->local_domains.v[0],
+		    c->recipient_delimiter, session_is_local, (void *)c,
+		    &routes, &e) == -1) {
+			log_info("[%s]:%d reject RCPT <%s>: %s", s->addr,
+			    s->port, rcpt, e.msg[0] ? e.msg :
+			    "quoted local part");
+			route_list_clear(&routes);
+			reply(s, REPLY_USER_UNKNOWN, rcpt,
+			    "User unknown in local recipient table");
+			return;
+		}
+		if (domain[0] == '\0') {
+			/* <postmaster>: record it with a local domain. */
+			snprintf(rcpt, sizeof(rcpt), "%s@%s", cmd->addr.local,
+			    c->local_domains.v[0]);
+		}
+		for (size_t i = 0; i < routes.len; i++) {
+			enum rcpt_kind kind = routes.v[i].kind == ROUTE_MAILBOX
+			    ? RCPT_LOCAL : RCPT_REMOTE;
+			if (envelope_find_rcpt(&tx->env, kind,
+			    routes.v[i].name) == -1)
+				envelope_add_rcpt(&tx->env, kind,
+				    routes.v[i].name, rcpt, notify, orcpt);
+		}
+		route_list_clear(&routes);
+	} else {
+		/* Never an open relay (SPEC §3). */
+		if (!s->is_relay_client) {
+			log_info("[%s]:%d reject RCPT <%s>: relay access "
+			    "denied", s->addr, s->port, rcpt);
+			reply(s, REPLY_RELAY_DENIED, rcpt);
+			return;
+		}
+		if (envelope_find_rcpt(&tx->env, RCPT_REMOTE, rcpt) == -1)
+			envelope_add_rcpt(&tx->env, RCPT_REMOTE, rcpt, rcpt,
+			    notify, orcpt);
+	}
+	tx->nrcpt_cmds++;
+	enter_state(s, SMTP_STATE_RCPT);
+	reply(s, REPLY_RCPT_OK);
+}
+
+/* Opens the spool file and writes the Received: header. */
+static int
+start_message(struct smtp_session *s, bool is_bdat)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct config *c = cfg_of(s);
+	struct buf hdr;
+	struct err e;
+
+	err_clear(&e);
+	smtp_data_init(&tx->data, is_bdat);
+	tx->msg = spool_msg_new(s->srv->spool, &tx->env, &e);
+	if (tx->msg == NULL) {
+		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
+		tx->has_write_error = true;
+		tx->is_out_of_space = e.errnum == ENOSPC || e.errnum == EDQUOT;
+		return -1;
+	}
+	buf_init(&hdr);
+	header_received(&hdr, s->helo, s->addr, c->hostname, proto_name(s),
+	    NULL, spool_msg_id(tx->msg),
+	    tx->nrcpt_cmds == 1 ? tx->env.rcpts[0].orig : NULL,
+	    time(NULL));
+	if (spool_msg_write(tx->msg, hdr.data, hdr.len, &e) == -1) {
+		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
+		tx->has_write_error = true;
+		tx->is_out_of_space = e.errnum == ENOSPC || e.errnum == EDQUOT;
+	}
+	buf_clear(&hdr);
+	return 0;
+}
+
+static void
+do_data(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->uses_bdat) {
+		reply(s, REPLY_BDAT_MIXED);
+		return;
+	}
+	if (tx->env.nrcpts == 0) {
+		reply(s, REPLY_NO_VALID_RCPT);
+		return;
+	}
+	if (start_message(s, false) == -1) {
+		reply(s, tx->is_out_of_space ? REPLY_NO_STORAGE :
+		    REPLY_QUEUE_ERROR);
+		tx_reset(s);
+		return;
+	}
+	s->nmessages++;
+	enter_state(s, SMTP_STATE_DATA);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    cfg_of(s)->data_timeout, 0 }, NULL);
+	reply(s, REPLY_DATA_GO);
+}
+
+static void
+do_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	struct smtp_tx *tx = s->tx;
+
+	/*
+	 * The chunk's bytes follow the command whatever we answer: read them
+	 * all (RFC 3030 §2), or they would be taken as commands - an easy
+	 * way to smuggle a transaction.
+	 */
+	if (tx == NULL || s->state == SMTP_STATE_CONNECTED) {
+		tx = s->tx = xcalloc(1, sizeof(*tx));
+		envelope_init(&tx->env);
+		tx->is_bdat_refused = true;
+		tx->bdat_refusal = s->state == SMTP_STATE_CONNECTED ?
+		    REPLY_NEED_HELO : REPLY_NEED_MAIL;
+	} else if (!tx->uses_bdat && !tx->is_bdat_refused) {
+		if (tx->env.nrcpts == 0) {
+			tx->is_bdat_refused = true;
+			tx->bdat_refusal = s->state == SMTP_STATE_MAIL &&
+			    tx->nrcpt_cmds == 0 ? REPLY_NEED_RCPT :
+			    REPLY_NO_VALID_RCPT;
+		} else if (start_message(s, true) == -1)
+			tx->is_bdat_refused = true;
+		else
+			s->nmessages++;
+	}
+	tx->uses_bdat = true;
+	tx->bdat_chunk = tx->bdat_left = cmd->chunk_size;
+	tx->bdat_last = cmd->is_last;
+	enter_state(s, SMTP_STATE_BDAT);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    cfg_of(s)->data_timeout, 0 }, NULL);
+}
+
+static void
+do_rset(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	tx_reset(s);
+	reply(s, REPLY_OK);
+}
+
+static void
+do_noop(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_OK);
+}
+
+static void
+do_quit(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_BYE);
+	close_after_reply(s);
+}
+
+static void
+do_vrfy(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_VRFY);
+}
+
+static void
+do_expn(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_EXPN);
+}
+
+static void
+do_help(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_HELP);
+}
+
+static void
+do_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	reply(s, REPLY_NOT_IMPLEMENTED);
+}
+
+#define ST(x)	(1u << SMTP_STATE_##x)
+#define ST_ANY	(ST(CONNECTED) | ST(HELO) | ST(MAIL) | ST(RCPT))
+
+/* The verb table: which states a verb is legal in, and its handler. */
+static const struct verb {
+	enum smtp_verb	 verb;
+	unsigned	 states;
+	void		(*proceed)(struct smtp_session *,
+			    const struct smtp_cmd *);
+} verbs[] = {
+	{ SMTP_VERB_HELO,	ST_ANY,			do_helo },
+	{ SMTP_VERB_EHLO,	ST_ANY,			do_helo },
+	{ SMTP_VERB_MAIL,	ST(HELO),		do_mail },
+	{ SMTP_VERB_RCPT,	ST(MAIL) | ST(RCPT),	do_rcpt },
+	{ SMTP_VERB_DATA,	ST(RCPT),		do_data },
+	{ SMTP_VERB_BDAT,	ST_ANY,			do_bdat },
+	{ SMTP_VERB_RSET,	ST_ANY,			do_rset },
+	{ SMTP_VERB_NOOP,	ST_ANY,			do_noop },
+	{ SMTP_VERB_QUIT,	ST_ANY,			do_quit },
+	{ SMTP_VERB_VRFY,	ST_ANY,			do_vrfy },
+	{ SMTP_VERB_EXPN,	ST_ANY,			do_expn },
+	{ SMTP_VERB_HELP,	ST_ANY,			do_help },
+	{ SMTP_VERB_STARTTLS,	ST_ANY,			do_not_implemented },
+	{ SMTP_VERB_AUTH,	ST_ANY,			do_not_implemented },
+	{ SMTP_VERB_LHLO,	0,			NULL },
+};
+
+/* The 503 for a verb given in the wrong state. */
+static enum reply_id
+sequence_error(const struct smtp_session *s, enum smtp_verb verb)
+{
+	if (s->state == SMTP_STATE_CONNECTED)
+		return REPLY_NEED_HELO;
+	switch (verb) {
+	case SMTP_VERB_MAIL:
+		return REPLY_NESTED_MAIL;
+	case SMTP_VERB_RCPT:
+		return REPLY_NEED_MAIL;
+	case SMTP_VERB_DATA:
+		return s->state == SMTP_STATE_MAIL ? REPLY_NEED_RCPT :
+		    REPLY_NEED_MAIL;
+	default:
+		return REPLY_NEED_HELO;
+	}
+}
+
+static void
+handle_command(struct smtp_session *s, const char *line, size_t len)
+{
+	struct smtp_cmd *cmd;
+	struct smtp_cmd_error cerr;
+	const struct verb *v = NULL;
+
+	s->ncommands++;
+	cmd = xmalloc(sizeof(*cmd));
+	if (smtp_cmd_parse(line, len, s->tx && s->tx->env.smtputf8, cmd,
+	    &cerr) == -1) {
+		reply_line(s, cerr.code, false, cerr.enhanced, cerr.text);
+		s->errors++;
+		free(cmd);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(verbs) / sizeof(verbs[0]); i++)
+		if (verbs[i].verb == cmd->verb)
+			v = &verbs[i];
+	if (v == NULL || v->proceed == NULL) {
+		reply_line(s, 500, false, "5.5.2",
+		    "Error: command not recognized");
+		s->errors++;
+	} else if ((v->states & (1u << s->state)) == 0)
+		reply(s, sequence_error(s, cmd->verb));
+	else
+		v->proceed(s, cmd);
+	free(cmd);
+}
+
+/* ---- end of a message ----------------------------------------------- */
+
+static void
+log_queued(struct smtp_session *s, const char *id)
+{
+	struct smtp_tx *tx = s->tx;
+
+	log_info("%s: client=[%s]:%d helo=<%s> proto=%s", id, s->addr,
+	    s->port, s->helo, proto_name(s));
+	log_info("%s: from=<%s> size=%llu nrcpt=%zu", id, tx->env.sender,
+	    spool_msg_len(tx->msg), tx->env.nrcpts);
+}
+
+static void
+finish_message(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+	const struct config *c = cfg_of(s);
+	char id[SPOOL_ID_LEN + 1];
+	struct err e;
+
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    c->command_timeout, 0 }, NULL);
+	err_clear(&e);
+	if (tx->is_bdat_refused)
+		reply(s, (enum reply_id)tx->bdat_refusal ? (enum reply_id)
+		    tx->bdat_refusal : REPLY_QUEUE_ERROR);
+	else if (tx->data.has_bare_cr || tx->data.has_bare_lf ||
+	    (tx->uses_bdat && !smtp_data_bdat_end_ok(&tx->data))) {
+		log_warnx("[%s]:%d message refused: bare %s in data", s->addr,
+		    s->port, tx->data.has_bare_lf ? "LF" : "CR");
+		reply(s, REPLY_DATA_BARE_EOL);
+	} else if (tx->is_too_big) {
+		log_warnx("[%s]:%d message refused: larger than "
+		    "max_message_size (%llu bytes)", s->addr, s->port,
+		    c->max_message_size);
+		reply(s, REPLY_SIZE_EXCEEDED);
+	} else if (tx->has_write_error) {
+		reply(s, tx->is_out_of_space ? REPLY_NO_STORAGE :
+		    REPLY_QUEUE_ERROR);
+	} else if (spool_msg_commit(tx->msg, &e) == -1) {
+		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
+		reply(s, (e.errnum == ENOSPC || e.errnum == EDQUOT) ?
+		    REPLY_NO_STORAGE : REPLY_QUEUE_ERROR);
+	} else {
+		/* Committed: the message is on stable storage. */
+		str_copy(id, spool_msg_id(tx->msg), sizeof(id));
+		log_queued(s, id);
+		reply(s, REPLY_QUEUED, id);
+		tx_reset(s);
+		s->srv->queued(s->srv->queued_arg, id);
+		return;
+	}
+	tx_reset(s);
+}
+
+/* Appends automaton output to the spool, enforcing max_message_size. */
+static void
+store_data(struct smtp_session *s, const char *data, size_t len)
+{
+	struct smtp_tx *tx = s->tx;
+	struct err e;
+
+	if (tx->msg == NULL || tx->is_too_big || tx->has_write_error ||
+	    len == 0)
+		return;
+	if (tx->data.out_len > cfg_of(s)->max_message_size) {
+		tx->is_too_big = true;
+		return;
+	}
+	err_clear(&e);
+	if (spool_msg_write(tx->msg, data, len, &e) == -1) {
+		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
+		tx->has_write_error = true;
+		tx->is_out_of_space = e.errnum == ENOSPC || e.errnum == EDQUOT;
+	}
+}
+
+/* Feeds DATA bytes; returns true when the end of data was reached. */
+static bool
+read_data(struct smtp_session *s, struct evbuffer *in)
+{
+	struct smtp_tx *tx = s->tx;
+
+	while (evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t n, used, outlen;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < SCRATCH_SIZE ? v.iov_len : SCRATCH_SIZE;
+		used = smtp_data_feed(&tx->data, v.iov_base, n,
+		    s->srv->scratch, &outlen);
+		store_data(s, s->srv->scratch, outlen);
+		evbuffer_drain(in, used);
+		if (tx->data.state == SMTP_DATA_DONE)
+			return true;
+	}
+	return false;
+}
+
+/* Reads BDAT chunk bytes; returns true when the chunk is complete. */
+static bool
+read_bdat(struct smtp_session *s, struct evbuffer *in)
+{
+	struct smtp_tx *tx = s->tx;
+
+	while (tx->bdat_left > 0 && evbuffer_get_length(in) > 0) {
+		struct evbuffer_iovec v;
+		size_t n, outlen;
+
+		if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+			break;
+		n = v.iov_len < SCRATCH_SIZE ? v.iov_len : SCRATCH_SIZE;
+		if (n > tx->bdat_left)
+			n = (size_t)tx->bdat_left;
+		if (!tx->is_bdat_refused) {
+			smtp_data_feed(&tx->data, v.iov_base, n,
+			    s->srv->scratch, &outlen);
+			store_data(s, s->srv->scratch, outlen);
+		}
+		evbuffer_drain(in, n);
+		tx->bdat_left -= n;
+	}
+	return tx->bdat_left == 0;
+}
+
+static void
+end_bdat_chunk(struct smtp_session *s)
+{
+	struct smtp_tx *tx = s->tx;
+
+	if (tx->bdat_last) {
+		finish_message(s);
+		return;
+	}
+	enter_state(s, SMTP_STATE_RCPT);
+	if (tx->is_bdat_refused) {
+		reply(s, (enum reply_id)tx->bdat_refusal ? (enum reply_id)
+		    tx->bdat_refusal : REPLY_QUEUE_ERROR);
+		/* A refused first chunk leaves no transaction behind. */
+		if (tx->bdat_refusal == REPLY_NEED_HELO ||
+		    tx->bdat_refusal == REPLY_NEED_MAIL) {
+			tx_free(tx);
+			s->tx = NULL;
+			enter_state(s, s->helo[0] ? SMTP_STATE_HELO :
+			    SMTP_STATE_CONNECTED);
+		}
+		return;
+	}
+	reply(s, REPLY_BDAT_OK, tx->bdat_chunk);
+}
+
+/* ---- input ---------------------------------------------------------- */
+
+/* Handles one line that ended with LF at offset eol (exclusive of LF). */
+static void
+read_command_line(struct smtp_session *s, struct evbuffer *in, size_t eol)
+{
+	char line[SMTP_CMD_LINE_MAX + 2];
+	size_t len = eol;
+
+	evbuffer_remove(in, line, eol + 1);
+	if (s->is_trace)
+		log_info("[%s]:%d < %.*s", s->addr, s->port,
+		    (int)(len && line[len - 1] == '\r' ? len - 1 : len), line);
+	if (len == 0 || line[len - 1] != '\r') {
+		reply(s, REPLY_BARE_LF);
+		return;
+	}
+	len--;
+	if (memchr(line, '\r', len) != NULL) {
+		reply(s, REPLY_BARE_CR);
+		return;
+	}
+	handle_command(s, line, len);
+}
+
+static void
+read_commands(struct smtp_session *s, struct evbuffer *in)
+{
+	struct evbuffer_ptr p;
+	size_t avail;
+
+	avail = evbuffer_get_length(in);
+	p = evbuffer_search(in, "\n", 1, NULL);
+	if (p.pos == -1) {
+		/* No end of line yet: an over-long line is dropped as it
+		 * arrives, so it never takes more than INPUT_MAX. */
+		if (avail > SMTP_CMD_LINE_MAX + 1) {
+			evbuffer_drain(in, avail);
+			s->in_long_line = true;
+		}
+		return;
+	}
+	if (s->in_long_line || (size_t)p.pos > SMTP_CMD_LINE_MAX + 1) {
+		evbuffer_drain(in, (size_t)p.pos + 1);
+		s->in_long_line = false;
+		log_warnx("[%s]:%d command line too long", s->addr, s->port);
+		reply(s, REPLY_LINE_TOO_LONG);
+		return;
+	}
+	read_command_line(s, in, (size_t)p.pos);
+}
+
+static void
+process_input(struct smtp_session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+
+	while (s->state != SMTP_STATE_CLOSING) {
+		size_t before = evbuffer_get_length(in);
+		bool in_long = s->in_long_line;
+
+		if (before == 0)
+			break;
+		if (s->state == SMTP_STATE_DATA) {
+			if (!read_data(s, in))
+				break;
+			finish_message(s);
+		} else if (s->state == SMTP_STATE_BDAT) {
+			if (!read_bdat(s, in))
+				break;
+			end_bdat_chunk(s);
+		} else {
+			read_commands(s, in);
+			if (evbuffer_get_length(in) == before &&
+			    s->in_long_line == in_long)
+				break;		/* need more input */
+		}
+		if (s->state != SMTP_STATE_CLOSING && check_errors(s))
+			return;
+		if (s->is_quitting && s->tx == NULL &&
+		    s->state != SMTP_STATE_CLOSING) {
+			reply(s, REPLY_SHUTDOWN, cfg_of(s)->hostname);
+			close_after_reply(s);
+			return;
+		}
+	}
+	/* A client that does not read its replies stops being read. */
+	if (s->state != SMTP_STATE_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) > OUTPUT_MAX)
+		bufferevent_disable(s->bev, EV_READ);
+}
+
+static void
+session_read(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	process_input(s);
+	/* A session is only ever freed here, after the last use. */
+	if (s->state == SMTP_STATE_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+}
+
+static void
+session_write(struct bufferevent *bev, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (s->state == SMTP_STATE_CLOSING) {
+		session_free(s);
+		return;
+	}
+	if (!(bufferevent_get_enabled(bev) & EV_READ)) {
+		bufferevent_enable(bev, EV_READ);
+		process_input(s);
+		if (s->state == SMTP_STATE_CLOSING &&
+		    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+			session_free(s);
+	}
+}
+
+static void
+session_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		log_info("[%s]:%d timeout in state %s", s->addr, s->port,
+		    smtp_state_names[s->state]);
+		if (s->state == SMTP_STATE_CLOSING) {
+			session_free(s);
+			return;
+		}
+		reply(s, REPLY_TIMEOUT, cfg_of(s)->hostname);
+		close_after_reply(s);
+		return;
+	}
+	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)) {
+		if (s->tx && s->tx->msg)
+			log_info("[%s]:%d lost connection in state %s, message "
+			    "not accepted", s->addr, s->port,
+			    smtp_state_names[s->state]);
+		session_free(s);
+	}
+}
+
+/* ---- sessions and listeners ----------------------------------------- */
+
+static void
+server_maybe_done(struct smtp_server *srv)
+{
+	smtp_server_done_fn done = srv->done;
+
+	if (!srv->is_stopping || srv->nsessions > 0 || done == NULL)
+		return;
+	srv->done = NULL;
+	if (srv->grace_ev) {
+		event_free(srv->grace_ev);
+		srv->grace_ev = NULL;
+	}
+	done(srv->done_arg);
+}
+
+static void
+session_free(struct smtp_session *s)
+{
+	struct smtp_server *srv = s->srv;
+
+	log_info("disconnect from [%s]:%d commands=%u messages=%u", s->addr,
+	    s->port, s->ncommands, s->nmessages);
+	tx_free(s->tx);
+	s->tx = NULL;
+	if (s->is_counted_ip)
+		climit_del(srv->climit, (struct sockaddr *)&s->peer);
+	bufferevent_free(s->bev);
+	runtime_unref(s->rt);
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		srv->sessions = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	srv->nsessions--;
+	free(s);
+	server_maybe_done(srv);
+}
+
+static void
+sockaddr_text(const struct sockaddr *sa, char *addr, size_t size, int *port)
+{
+	addr[0] = '\0';
+	*port = 0;
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &in->sin_addr, addr, (socklen_t)size);
+		*port = ntohs(in->sin_port);
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 =
+		    (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &in6->sin6_addr, addr, (socklen_t)size);
+		*port = ntohs(in6->sin6_port);
+		/* Show IPv4-mapped clients as IPv4. */
+		if (strncmp(addr, "::ffff:", 7) == 0 && strchr(addr, '.'))
+			memmove(addr, addr + 7, strlen(addr + 7) + 1);
+	} else
+		str_copy(addr, "local", size);
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct smtp_server *srv = l->srv;
+	const struct config *c = srv->rt->cfg;
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	unsigned per_ip = 0;
+
+	s->srv = srv;
+	s->rt = runtime_ref(srv->rt);
+	s->is_submission = l->is_submission;
+	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ?
+	    (size_t)salen : sizeof(s->peer));
+	sockaddr_text(sa, s->addr, sizeof(s->addr), &s->port);
+	s->is_relay_client = cidr_match_any(c->relay_networks.v,
+	    c->relay_networks.len, sa);
+	s->is_trace = cidr_match_any(c->trace_clients.v, c->trace_clients.len,
+	    sa);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		log_warnx("[%s]:%d cannot set up connection", s->addr, s->port);
+		(void)close(fd);
+		runtime_unref(s->rt);
+		free(s);
+		return;
+	}
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    c->command_timeout, 0 }, NULL);
+	log_info("connect from [%s]:%d%s", s->addr, s->port,
+	    s->is_submission ? " (submission)" : "");
+	if (!s->is_relay_client) {
+		per_ip = climit_add(srv->climit, sa);
+		s->is_counted_ip = true;
+	}
+	if (srv->nsessions > c->max_connections) {
+		log_warnx("[%s]:%d refused: too many connections (%zu, "
+		    "max_connections %u)", s->addr, s->port, srv->nsessions,
+		    c->max_connections);
+		reply(s, REPLY_TOO_MANY_CONN, c->hostname);
+		close_after_reply(s);
+		return;
+	}
+	if (per_ip > c->max_connections_per_ip) {
+		log_warnx("[%s]:%d refused: too many connections from this "
+		    "address (%u, max_connections_per_ip %u)", s->addr,
+		    s->port, per_ip, c->max_connections_per_ip);
+		reply(s, REPLY_TOO_MANY_CONN_IP, c->hostname, s->addr);
+		close_after_reply(s);
+		return;
+	}
+	if (srv->is_stopping) {
+		reply(s, REPLY_SHUTDOWN, c->hostname);
+		close_after_reply(s);
+		return;
+	}
+	enter_state(s, SMTP_STATE_CONNECTED);
+	{
+		char greeting[300];
+
+		snprintf(greeting, sizeof(greeting), "%s ESMTP smtpgate",
+		    c->hostname);
+		reply_line(s, 220, false, NULL, greeting);
+	}
+	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+
+	/* EMFILE and friends: the listener retries on the next event. */
+	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+}
+
+struct smtp_server *
+smtp_server_new(struct event_base *base, struct spool *sp, struct runtime *rt,
+    smtp_server_queued_fn queued, void *arg)
+{
+	struct smtp_server *srv = xcalloc(1, sizeof(*srv));
+
+	srv->base = base;
+	srv->spool = sp;
+	srv->rt = runtime_ref(rt);
+	srv->queued = queued;
+	srv->queued_arg = arg;
+	srv->climit = climit_new();
+	srv->scratch = xmalloc(SCRATCH_SIZE);
+	return srv;
+}
+
+static void
+close_listeners(struct smtp_server *srv)
+{
+	struct listener *l, *next;
+
+	for (l = srv->listeners; l; l = next) {
+		next = l->next;
+		evconnlistener_free(l->evl);
+		free(l);
+	}
+	srv->listeners = NULL;
+}
+
+void
+smtp_server_free(struct smtp_server *srv)
+{
+	if (srv == NULL)
+		return;
+	srv->done = NULL;
+	close_listeners(srv);
+	while (srv->sessions)
+		session_free(srv->sessions);
+	if (srv->grace_ev)
+		event_free(srv->grace_ev);
+	climit_free(srv->climit);
+	runtime_unref(srv->rt);
+	free(srv->scratch);
+	free(srv);
+}
+
+void
+smtp_server_set_runtime(struct smtp_server *srv, struct runtime *rt)
+{
+	struct runtime *old = srv->rt;
+
+	srv->rt = runtime_ref(rt);
+	runtime_unref(old);
+}
+
+int
+smtp_server_listen(struct smtp_server *srv, int fd, bool is_submission,
+    struct err *e)
+{
+	struct listener *l = xcalloc(1, sizeof(*l));
+
+	l->srv = srv;
+	l->is_submission = is_submission;
+	l->evl = evconnlistener_new(srv->base, on_accept, l,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, -1, fd);
+	if (l->evl == NULL) {
+		free(l);
+		return err_set(e, "cannot listen on fd %d", fd);
+	}
+	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	l->next = srv->listeners;
+	srv->listeners = l;
+	return 0;
+}
+
+static void
+grace_expired(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_server *srv = arg;
+
+	log_info("shutdown: grace period over, closing %zu session(s)",
+	    srv->nsessions);
+	while (srv->sessions)
+		session_free(srv->sessions);
+}
+
+void
+smtp_server_shutdown(struct smtp_server *srv, int grace,
+    smtp_server_done_fn done, void *arg)
+{
+	struct smtp_session *s, *next;
+
+	srv->is_stopping = true;
+	srv->done = done;
+	srv->done_arg = arg;
+	close_listeners(srv);
+	for (s = srv->sessions; s; s = next) {
+		next = s->next;
+		if (s->state == SMTP_STATE_CLOSING)
+			continue;
+		if (s->tx != NULL) {
+			/* In a transaction: let it finish, then say 421. */
+			s->is_quitting = true;
+			continue;
+		}
+		reply(s, REPLY_SHUTDOWN, cfg_of(s)->hostname);
+		close_after_reply(s);
+	}
+	if (srv->nsessions > 0) {
+		struct timeval tv = { grace, 0 };
+
+		srv->grace_ev = evtimer_new(srv->base, grace_expired, srv);
+		evtimer_add(srv->grace_ev, &tv);
+	}
+	server_maybe_done(srv);
+}
+
+size_t
+smtp_server_session_count(const struct smtp_server *srv)
+{
+	return srv->nsessions;
+}

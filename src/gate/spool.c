@@ -1,0 +1,558 @@
+/*
+ * spool.c - the durable queue. Layer: gate. Follows doc/QUEUE.md exactly:
+ * tmp/ -> (fsync, link) -> queue/ is the single commit point; state/ holds
+ * per-recipient progress; quarantine/ holds what cannot be parsed.
+ * Owns every file operation in spool_dir; must never acknowledge (return 0
+ * from spool_msg_commit) before file and directory are on stable storage.
+ */
+#include "gate/spool.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "lib/buf.h"
+#include "lib/err.h"
+#include "lib/fsio.h"
+#include "lib/mem.h"
+#include "mail/envelope.h"
+
+#define SPOOL_WBUF_SIZE		(128 * 1024)
+#define SPOOL_MIN_FREE		(32ULL * 1024 * 1024)
+#define SPOOL_HEADER_MAX	(4 * 1024 * 1024)
+/* "data " + 20 digits + "\n": rewritten in place at commit. */
+#define DATA_LINE_FMT		"data %020llu\n"
+#define DATA_LINE_LEN		26
+
+struct spool {
+	char	*dir;
+	char	*tmp_dir;
+	char	*queue_dir;
+	char	*state_dir;
+	char	*quarantine_dir;
+};
+
+struct spool_msg {
+	struct spool	*sp;
+	char		 id[SPOOL_ID_LEN + 1];
+	char		 tmp_path[PATH_MAX];
+	int		 fd;
+	off_t		 data_line_off;	/* where DATA_LINE_FMT sits */
+	unsigned long long data_len;
+	struct buf	 wbuf;
+	bool		 is_committed;
+};
+
+static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
+
+/*
+ * A new queue id: 13 hex digits of microseconds since the epoch (strictly
+ * increasing within this process) and 4 of a sequence seeded from the pid,
+ * so that ids sort by arrival and two processes rarely draw the same one
+ * (a clash is caught by O_EXCL and link()).
+ */
+static void
+new_id(char *out)
+{
+	static unsigned long long last_usec;
+	static unsigned seq;
+	static bool seeded;
+	struct timeval tv;
+	unsigned long long usec;
+
+	gettimeofday(&tv, NULL);
+	usec = (unsigned long long)tv.tv_sec * 1000000ULL +
+	    (unsigned long long)tv.tv_usec;
+	pthread_mutex_lock(&id_lock);
+	if (!seeded) {
+		seq = (unsigned)getpid() * 2654435761u;
+		seeded = true;
+	}
+	if (usec <= last_usec)
+		usec = last_usec + 1;
+	last_usec = usec;
+	seq++;
+	snprintf(out, SPOOL_ID_LEN + 1, "%013llX%04X",
+	    usec & 0xFFFFFFFFFFFFFULL, seq & 0xFFFFu);
+	pthread_mutex_unlock(&id_lock);
+}
+
+bool
+spool_id_valid(const char *id)
+{
+	size_t n = strlen(id);
+
+	if (n != SPOOL_ID_LEN)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((id[i] >= '0' && id[i] <= '9') ||
+		    (id[i] >= 'A' && id[i] <= 'F')))
+			return false;
+	return true;
+}
+
+struct spool *
+spool_open(const char *dir, struct err *e)
+{
+	struct spool *sp = xcalloc(1, sizeof(*sp));
+
+	sp->dir = xstrdup(dir);
+	sp->tmp_dir = xasprintf("%s/tmp", dir);
+	sp->queue_dir = xasprintf("%s/queue", dir);
+	sp->state_dir = xasprintf("%s/state", dir);
+	sp->quarantine_dir = xasprintf("%s/quarantine", dir);
+	if (fsio_mkdirs(sp->tmp_dir, 0700, e) == -1 ||
+	    fsio_mkdirs(sp->queue_dir, 0700, e) == -1 ||
+	    fsio_mkdirs(sp->state_dir, 0700, e) == -1 ||
+	    fsio_mkdirs(sp->quarantine_dir, 0700, e) == -1) {
+		spool_close(sp);
+		return NULL;
+	}
+	return sp;
+}
+
+void
+spool_close(struct spool *sp)
+{
+	if (sp == NULL)
+		return;
+	free(sp->dir);
+	free(sp->tmp_dir);
+	free(sp->queue_dir);
+	free(sp->state_dir);
+	free(sp->quarantine_dir);
+	free(sp);
+}
+
+const char *
+spool_path(const struct spool *sp)
+{
+	return sp->dir;
+}
+
+static int
+cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Names in dir (without "." entries), sorted; caller frees each and v. */
+static char **
+list_dir(const char *dir, size_t *np, struct err *e)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+	char **v = NULL;
+	size_t n = 0;
+
+	if (d == NULL) {
+		err_sys(e, "spool: open directory %s", dir);
+		return NULL;
+	}
+	while ((errno = 0, de = readdir(d)) != NULL) {
+		if (strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0)
+			continue;
+		v = xreallocarray(v, n + 1, sizeof(*v));
+		v[n++] = xstrdup(de->d_name);
+	}
+	if (errno) {
+		err_sys(e, "spool: read directory %s", dir);
+		closedir(d);
+		for (size_t i = 0; i < n; i++)
+			free(v[i]);
+		free(v);
+		return NULL;
+	}
+	closedir(d);
+	if (n)
+		qsort(v, n, sizeof(*v), cmp_str);
+	*np = n;
+	return v ? v : xcalloc(1, sizeof(*v));
+}
+
+static void
+free_list(char **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(v[i]);
+	free(v);
+}
+
+static int
+remove_in(const char *dir, const char *name, struct err *e)
+{
+	char path[PATH_MAX];
+
+	if (fsio_join(path, sizeof(path), dir, name) == -1)
+		return err_set(e, "spool: bad name %s/%s", dir, name);
+	if (unlink(path) == -1 && errno != ENOENT)
+		return err_sys(e, "spool: unlink %s", path);
+	return 0;
+}
+
+static bool
+exists_in(const char *dir, const char *name)
+{
+	char path[PATH_MAX];
+
+	return fsio_join(path, sizeof(path), dir, name) == 0 &&
+	    access(path, F_OK) == 0;
+}
+
+long
+spool_scan(struct spool *sp, spool_id_fn fn, void *arg, struct err *e)
+{
+	size_t n;
+	char **v = list_dir(sp->queue_dir, &n, e);
+	long count = 0;
+
+	if (v == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++) {
+		if (!spool_id_valid(v[i]))
+			continue;
+		fn(arg, v[i]);
+		count++;
+	}
+	free_list(v, n);
+	return count;
+}
+
+long
+spool_recover(struct spool *sp, spool_id_fn fn, void *arg, struct err *e)
+{
+	char **v;
+	size_t n;
+
+	/* Never acknowledged: whatever is in tmp/ goes. */
+	if ((v = list_dir(sp->tmp_dir, &n, e)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (remove_in(sp->tmp_dir, v[i], e) == -1) {
+			free_list(v, n);
+			return -1;
+		}
+	free_list(v, n);
+	/* State files whose message is gone were being removed; half-written
+	 * state updates (.ID.tmpXXXX) never replaced the old state. */
+	if ((v = list_dir(sp->state_dir, &n, e)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (v[i][0] == '.' || !exists_in(sp->queue_dir, v[i]))
+			if (remove_in(sp->state_dir, v[i], e) == -1) {
+				free_list(v, n);
+				return -1;
+			}
+	free_list(v, n);
+	/* Stray names in queue/ are moved aside, never silently dropped. */
+	if ((v = list_dir(sp->queue_dir, &n, e)) == NULL)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!spool_id_valid(v[i]) && v[i][0] != '.')
+			(void)spool_quarantine(sp, v[i],
+			    "not a queue id", NULL);
+	free_list(v, n);
+	return spool_scan(sp, fn, arg, e);
+}
+
+struct spool_msg *
+spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	struct envelope copy = *env;
+
+	m->sp = sp;
+	m->fd = -1;
+	buf_init(&m->wbuf);
+	for (int tries = 0; m->fd == -1; tries++) {
+		new_id(m->id);
+		if (fsio_join(m->tmp_path, sizeof(m->tmp_path), sp->tmp_dir,
+		    m->id) == -1) {
+			err_set(e, "spool: path too long in %s", sp->tmp_dir);
+			goto fail;
+		}
+		m->fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL |
+		    O_CLOEXEC, 0600);
+		if (m->fd == -1 && (errno != EEXIST || tries > 8)) {
+			err_sys(e, "spool: create %s", m->tmp_path);
+			goto fail;
+		}
+	}
+	/* The header ends with a fixed-width data line, patched at commit. */
+	copy.data_len = 0;
+	envelope_format(&copy, &m->wbuf);
+	m->wbuf.len -= strlen("data 0\n");
+	m->data_line_off = (off_t)m->wbuf.len;
+	buf_printf(&m->wbuf, DATA_LINE_FMT, 0ULL);
+	return m;
+fail:
+	spool_msg_free(m);
+	return NULL;
+}
+
+const char *
+spool_msg_id(const struct spool_msg *m)
+{
+	return m->id;
+}
+
+unsigned long long
+spool_msg_len(const struct spool_msg *m)
+{
+	return m->data_len;
+}
+
+static int
+flush_wbuf(struct spool_msg *m, struct err *e)
+{
+	if (m->wbuf.len == 0)
+		return 0;
+	if (fsio_write_all(m->fd, m->wbuf.data, m->wbuf.len) == -1)
+		return err_sys(e, "spool: write %s", m->tmp_path);
+	buf_reset(&m->wbuf);
+	return 0;
+}
+
+int
+spool_msg_write(struct spool_msg *m, const void *data, size_t len,
+    struct err *e)
+{
+	m->data_len += len;
+	if (m->wbuf.len + len > SPOOL_WBUF_SIZE) {
+		if (flush_wbuf(m, e) == -1)
+			return -1;
+		if (len > SPOOL_WBUF_SIZE) {
+			if (fsio_write_all(m->fd, data, len) == -1)
+				return err_sys(e, "spool: write %s",
+				    m->tmp_path);
+			return 0;
+		}
+	}
+	buf_append(&m->wbuf, data, len);
+	return 0;
+}
+
+int
+spool_msg_commit(struct spool_msg *m, struct err *e)
+{
+	char line[DATA_LINE_LEN + 1], final[PATH_MAX];
+
+	if (flush_wbuf(m, e) == -1)
+		goto fail;
+	snprintf(line, sizeof(line), DATA_LINE_FMT, m->data_len);
+	if (pwrite(m->fd, line, DATA_LINE_LEN, m->data_line_off) !=
+	    DATA_LINE_LEN) {
+		err_sys(e, "spool: write %s", m->tmp_path);
+		goto fail;
+	}
+	if (fdatasync(m->fd) == -1) {
+		err_sys(e, "spool: fsync %s", m->tmp_path);
+		goto fail;
+	}
+	if (close(m->fd) == -1) {
+		m->fd = -1;
+		err_sys(e, "spool: close %s", m->tmp_path);
+		goto fail;
+	}
+	m->fd = -1;
+	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == -1) {
+		err_set(e, "spool: path too long in %s", m->sp->queue_dir);
+		goto fail;
+	}
+	/* link(), unlike rename(), never replaces an existing message. */
+	if (link(m->tmp_path, final) == -1) {
+		err_sys(e, "spool: link %s -> %s", m->tmp_path, final);
+		goto fail;
+	}
+	if (fsio_fsync_dir(m->sp->queue_dir, e) == -1) {
+		/* Not durable: undo, the client will retry. */
+		(void)unlink(final);
+		goto fail;
+	}
+	m->is_committed = true;
+	/* The tmp name's removal need not be durable (recovery cleans it). */
+	if (unlink(m->tmp_path) == -1 && errno != ENOENT)
+		return err_sys(e, "spool: unlink %s", m->tmp_path);
+	return 0;
+fail:
+	spool_msg_abort(m);
+	return -1;
+}
+
+void
+spool_msg_abort(struct spool_msg *m)
+{
+	if (m->fd != -1) {
+		(void)close(m->fd);
+		m->fd = -1;
+	}
+	if (!m->is_committed && m->tmp_path[0])
+		(void)unlink(m->tmp_path);
+	m->tmp_path[0] = '\0';
+}
+
+void
+spool_msg_free(struct spool_msg *m)
+{
+	if (m == NULL)
+		return;
+	spool_msg_abort(m);
+	buf_clear(&m->wbuf);
+	free(m);
+}
+
+/* Reads the header of an open queue file up to and including "data". */
+static int
+read_header(int fd, const char *path, struct envelope *env, off_t *data_off,
+    struct err *e)
+{
+	struct buf b;
+	size_t header_len = 0;
+	struct err pe;
+	int rc = -1;
+
+	buf_init(&b);
+	for (;;) {
+		ssize_t n;
+
+		buf_reserve(&b, 65536);
+		n = read(fd, b.data + b.len, 65536);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1) {
+			err_sys(e, "spool: read %s", path);
+			break;
+		}
+		b.len += (size_t)n;
+		b.data[b.len] = '\0';
+		envelope_clear(env);
+		err_clear(&pe);
+		if (envelope_parse(b.data, b.len, env, &header_len, &pe) == 0) {
+			rc = 0;
+			break;
+		}
+		if (n == 0 || b.len > SPOOL_HEADER_MAX) {
+			err_set(e, "spool: %s: %s", path, pe.msg);
+			break;
+		}
+	}
+	buf_clear(&b);
+	*data_off = (off_t)header_len;
+	return rc;
+}
+
+int
+spool_load(struct spool *sp, const char *id, struct envelope *env, int *fdp,
+    off_t *data_off, struct err *e)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	off_t off = 0;
+	char *state;
+	size_t len;
+	int fd;
+
+	if (fsio_join(path, sizeof(path), sp->queue_dir, id) == -1)
+		return err_set(e, "spool: bad queue id '%s'", id);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return err_sys(e, "spool: open %s", path);
+	if (read_header(fd, path, env, &off, e) == -1)
+		goto fail;
+	if (fstat(fd, &st) == -1) {
+		err_sys(e, "spool: stat %s", path);
+		goto fail;
+	}
+	if ((unsigned long long)(st.st_size - off) != env->data_len) {
+		err_set(e, "spool: %s: %llu bytes of data, header says %llu",
+		    path, (unsigned long long)(st.st_size - off),
+		    env->data_len);
+		goto fail;
+	}
+	if (fsio_join(path, sizeof(path), sp->state_dir, id) == 0 &&
+	    access(path, F_OK) == 0) {
+		state = fsio_read_file(path, SPOOL_HEADER_MAX, &len, e);
+		if (state == NULL)
+			goto fail;
+		if (envelope_parse_state(state, len, env, e) == -1) {
+			free(state);
+			goto fail;
+		}
+		free(state);
+	}
+	if (fdp) {
+		*fdp = fd;
+		*data_off = off;
+	} else
+		(void)close(fd);
+	return 0;
+fail:
+	(void)close(fd);
+	return -1;
+}
+
+int
+spool_save_state(struct spool *sp, const char *id, const struct envelope *env,
+    struct err *e)
+{
+	struct buf b;
+	int rc;
+
+	buf_init(&b);
+	envelope_format_state(env, &b);
+	rc = fsio_write_atomic(sp->state_dir, id, b.data, b.len, 0600, e);
+	buf_clear(&b);
+	return rc;
+}
+
+int
+spool_remove(struct spool *sp, const char *id, struct err *e)
+{
+	if (remove_in(sp->queue_dir, id, e) == -1 ||
+	    remove_in(sp->state_dir, id, e) == -1)
+		return -1;
+	return fsio_fsync_dir(sp->queue_dir, e);
+}
+
+int
+spool_quarantine(struct spool *sp, const char *id, const char *reason,
+    struct err *e)
+{
+	char from[PATH_MAX], to[PATH_MAX], rname[NAME_MAX + 1];
+	int n;
+
+	if (fsio_join(from, sizeof(from), sp->queue_dir, id) == -1 ||
+	    fsio_join(to, sizeof(to), sp->quarantine_dir, id) == -1)
+		return err_set(e, "spool: bad name '%s'", id);
+	n = snprintf(rname, sizeof(rname), "%s.reason", id);
+	if (n < 0 || (size_t)n >= sizeof(rname))
+		return err_set(e, "spool: name too long '%s'", id);
+	if (fsio_write_atomic(sp->quarantine_dir, rname, reason,
+	    strlen(reason), 0600, e) == -1)
+		return -1;
+	if (rename(from, to) == -1)
+		return err_sys(e, "spool: rename %s -> %s", from, to);
+	(void)remove_in(sp->state_dir, id, NULL);
+	if (fsio_fsync_dir(sp->quarantine_dir, e) == -1)
+		return -1;
+	return fsio_fsync_dir(sp->queue_dir, e);
+}
+
+bool
+spool_has_room(const struct spool *sp, unsigned long long size)
+{
+	long long avail = fsio_free_bytes(sp->dir);
+
+	if (avail < 0)
+		return true;	/* cannot tell: let the write decide */
+	return (unsigned long long)avail >= size + SPOOL_MIN_FREE;
+}

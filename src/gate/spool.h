@@ -1,0 +1,86 @@
+/*
+ * spool.h - the durable queue (doc/QUEUE.md is the table this code
+ * follows: directories, states, the single commit point, recovery).
+ *
+ * Blocking file I/O. Nothing else in smtpgate creates, renames or removes
+ * files in the spool.
+ */
+#ifndef SMTPGATE_GATE_SPOOL_H
+#define SMTPGATE_GATE_SPOOL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+struct envelope;
+struct err;
+
+#define SPOOL_ID_LEN	17	/* 13 hex digits of usec + 4 of sequence */
+
+struct spool;
+struct spool_msg;
+
+/* Opens (creating, mode 0700) spool_dir and its subdirectories. Caller
+ * frees with spool_close. */
+struct spool	*spool_open(const char *dir, struct err *e);
+void		 spool_close(struct spool *sp);
+const char	*spool_path(const struct spool *sp);
+
+typedef void (*spool_id_fn)(void *arg, const char *id);
+/*
+ * Crash recovery (doc/QUEUE.md): removes tmp files and orphan state files,
+ * then calls fn for every queued id in id (= arrival) order. Returns the
+ * number of queued messages, or -1.
+ */
+long		 spool_recover(struct spool *sp, spool_id_fn fn, void *arg,
+		    struct err *e);
+/* Calls fn for every id in queue/, in order. Returns the count or -1. */
+long		 spool_scan(struct spool *sp, spool_id_fn fn, void *arg,
+		    struct err *e);
+
+/*
+ * Starts a message: creates tmp/ID exclusively and writes env's header
+ * (env->data_len is filled in at commit). Caller finishes with
+ * spool_msg_commit or spool_msg_abort, then spool_msg_free.
+ */
+struct spool_msg *spool_msg_new(struct spool *sp, const struct envelope *env,
+		    struct err *e);
+const char	*spool_msg_id(const struct spool_msg *m);
+/* Bytes of message data written so far. */
+unsigned long long spool_msg_len(const struct spool_msg *m);
+/* Appends message bytes (buffered). */
+int		 spool_msg_write(struct spool_msg *m, const void *data,
+		    size_t len, struct err *e);
+/*
+ * The commit point: flush, record the data length, fsync the file, link
+ * tmp/ID to queue/ID, fsync queue/. Only after it returns 0 may the
+ * message be acknowledged. On -1 the message is not queued (tmp removed).
+ */
+int		 spool_msg_commit(struct spool_msg *m, struct err *e);
+/* Removes the tmp file of an uncommitted message. */
+void		 spool_msg_abort(struct spool_msg *m);
+void		 spool_msg_free(struct spool_msg *m);
+
+/*
+ * Loads queue/ID's envelope and state file into env (initialised by the
+ * caller). When fdp is not NULL, the open file is returned there (caller
+ * closes) and *data_off gets the offset of the message data.
+ */
+int		 spool_load(struct spool *sp, const char *id,
+		    struct envelope *env, int *fdp, off_t *data_off,
+		    struct err *e);
+/* Writes state/ID atomically from env's recipients and hold flag. */
+int		 spool_save_state(struct spool *sp, const char *id,
+		    const struct envelope *env, struct err *e);
+/* Removes a finished message: queue/ID, state/ID, fsync(queue/). */
+int		 spool_remove(struct spool *sp, const char *id, struct err *e);
+/* Moves queue/ID (and state/ID) to quarantine/ with ID.reason. */
+int		 spool_quarantine(struct spool *sp, const char *id,
+		    const char *reason, struct err *e);
+/* True when a message of size bytes fits with room to spare. */
+bool		 spool_has_room(const struct spool *sp,
+		    unsigned long long size);
+/* True when id has the form of a queue id (for commands taking one). */
+bool		 spool_id_valid(const char *id);
+
+#endif

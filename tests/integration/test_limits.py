@@ -1,0 +1,452 @@
+"""Integration tests: limits and bounded resources (SPEC §2, §3 "Strict
+input, clear errors"): max_connections, max_connections_per_ip,
+max_message_size (SIZE= and bytes received), max_recipients, the error
+limit, command_timeout / data_timeout, over-long command lines and bare
+CR/LF in command lines, and memory per session staying bounded whatever a
+client sends.
+"""
+import os
+import re
+import socket
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Server, test, main, message, wait_for  # noqa: E402
+
+ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
+RSS_LIMIT_KB = 64 * 1024
+
+
+# ---- helpers (local to this file) ----------------------------------------
+
+def start(conf=None):
+    return Server(conf, name="limits").start()
+
+
+def exp(r, send, code, enh=None, text=None):
+    if send is not None:
+        r.send(send + "\r\n" if isinstance(send, str) else send)
+    c, t = r.reply()
+    ok = c == code
+    if enh is not None:
+        ok = ok and (t == enh or t.startswith(enh + " "))
+    if text is not None:
+        ok = ok and t == text
+    assert ok, "after %r expected %s %s %s, got %d %r" % (
+        send, code, enh or "", text or "", c, t)
+    return t
+
+
+def greet(s, ehlo="client.example"):
+    r = s.raw()
+    exp(r, None, 220)
+    if ehlo:
+        exp(r, "EHLO " + ehlo, 250)
+    return r
+
+
+def send_msg(r, frm, rcpts, data):
+    exp(r, "MAIL FROM:<%s>" % frm, 250, "2.1.0")
+    for rc in rcpts:
+        exp(r, "RCPT TO:<%s>" % rc, 250, "2.1.5")
+    exp(r, "DATA", 354)
+    if isinstance(data, str):
+        data = data.encode()
+    r.send(data + b".\r\n")
+    t = exp(r, None, 250, "2.0.0")
+    m = ID_RE.match(t)
+    assert m, "bad end-of-data reply %r" % t
+    return m.group(1)
+
+
+def settle(s, box, n, timeout=15.0):
+    if n:
+        s.wait_mailbox(box, n, timeout)
+    time.sleep(1.0)
+    got = s.mailbox(box)
+    assert len(got) == n, "mailbox %s: expected %d message(s), got %d" % (
+        box, n, len(got))
+    return got
+
+
+def tree_pids(root):
+    """root and all its descendants (the server may fork helpers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def rss_kb(s):
+    """Largest VmRSS (kB) among the server's processes."""
+    best = 0
+    for p in tree_pids(s.proc.pid):
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for ln in f:
+                    if ln.startswith("VmRSS:"):
+                        best = max(best, int(ln.split()[1]))
+        except OSError:
+            pass
+    return best
+
+
+def pump(r, total, chunk, s, head=b"", tail=b""):
+    """Sends head, then total bytes of chunk-sized filler without CRLF,
+    then tail, while sampling the server's RSS. Stops early if the server
+    closes. Returns (max_rss_kb, bytes_sent, closed_early)."""
+    peak = rss_kb(s)
+    sent = 0
+    r.sock.settimeout(10)
+    try:
+        r.send(head)
+        buf = b"x" * chunk
+        n = 0
+        while sent < total:
+            r.sock.sendall(buf)
+            sent += len(buf)
+            n += 1
+            if n % 16 == 0:
+                peak = max(peak, rss_kb(s))
+        r.send(tail)
+    except (BrokenPipeError, ConnectionResetError):
+        return max(peak, rss_kb(s)), sent, True
+    except socket.timeout:
+        raise AssertionError("server stopped reading after %d bytes "
+                             "without closing (RSS %d kB)"
+                             % (sent, rss_kb(s)))
+    time.sleep(0.3)
+    return max(peak, rss_kb(s)), sent, False
+
+
+def server_still_serves(s):
+    assert s.proc.poll() is None, "server died: %s" % s.proc.returncode
+    r = greet(s)
+    exp(r, "NOOP", 250, "2.0.0")
+    exp(r, "QUIT", 221)
+
+
+# ---- connections -------------------------------------------------------------
+
+@test
+def per_ip_limit():
+    s = start({"max_connections_per_ip": "2",
+               "relay_networks": "10.0.0.0/8"})
+    a = greet(s)
+    b = greet(s)
+    c = s.raw()
+    exp(c, None, 421, "4.7.0")
+    assert c.closed(), "third connection from one IP not closed"
+    exp(a, "NOOP", 250, "2.0.0")
+    exp(b, "NOOP", 250, "2.0.0")
+    send_msg(a, "alice@example.org", ["postmaster@localhost"],
+             message("under per-ip limit"))
+    exp(a, "QUIT", 221)
+    assert a.closed()
+    a.close()
+
+    # a slot is free again (allow the server a moment to notice)
+    def again():
+        r = s.raw()
+        c, t = r.reply()
+        if c == 220:
+            return r
+        r.close()
+        return None
+    d = wait_for(again, 5, "a new connection after one closed")
+    exp(d, "EHLO client.example", 250)
+    exp(d, "QUIT", 221)
+    exp(b, "QUIT", 221)
+    settle(s, "postmaster", 1)
+
+
+@test
+def per_ip_limit_exempts_relay_networks():
+    s = start({"max_connections_per_ip": "2"})   # loopback is in relay_nets
+    rs = [greet(s) for _ in range(5)]
+    for r in rs:
+        exp(r, "NOOP", 250, "2.0.0")
+    for r in rs:
+        exp(r, "QUIT", 221)
+
+
+@test
+def max_connections_total():
+    s = start({"max_connections": "3"})
+    rs = [greet(s) for _ in range(3)]
+    x = s.raw()
+    exp(x, None, 421, "4.7.0")
+    assert x.closed(), "4th connection not closed"
+    for r in rs:
+        exp(r, "NOOP", 250, "2.0.0")
+    exp(rs[0], "QUIT", 221)
+    assert rs[0].closed()
+
+    def again():
+        r = s.raw()
+        c, t = r.reply()
+        if c == 220:
+            return r
+        r.close()
+        return None
+    d = wait_for(again, 5, "a connection after one closed")
+    exp(d, "NOOP", 250, "2.0.0")
+
+
+# ---- sizes -----------------------------------------------------------------
+
+@test
+def size_parameter_too_big():
+    s = start({"max_message_size": "100000"})
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org> SIZE=100001", 552, "5.3.4")
+    exp(r, "MAIL FROM:<alice@example.org> SIZE=99999999999999999999999", 552,
+        "5.3.4")
+    exp(r, "MAIL FROM:<alice@example.org> SIZE=100000", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "QUIT", 221)
+
+
+@test
+def oversize_message_refused_after_data():
+    s = start({"max_message_size": "10000"})
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    big = message("too big", body=("y" * 78 + "\r\n") * 250)   # ~20 kB
+    r.send(big.encode() + b".\r\n")
+    exp(r, None, 552, "5.3.4")
+    # the same, with BDAT in one LAST chunk: the chunk is consumed
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    b = big.encode()
+    r.send(b"BDAT %d LAST\r\n" % len(b) + b)
+    exp(r, None, 552, "5.3.4")
+    exp(r, "NOOP", 250, "2.0.0")
+    # a message that fits is accepted and is the only one delivered
+    ok = message("fits", body=("z" * 78 + "\r\n") * 100)    # ~8 kB
+    send_msg(r, "alice@example.org", ["postmaster@localhost"], ok)
+    exp(r, "QUIT", 221)
+    got = settle(s, "postmaster", 1)
+    assert b"Subject: fits" in got[0] and b"too big" not in got[0]
+
+
+@test
+def huge_data_memory_bounded():
+    """30 MB of DATA against max_message_size 1M: refused after the end,
+    and the server does not hold it in memory."""
+    s = start({"max_message_size": "1000000"})
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    line = b"d" * 998 + b"\r\n"
+    peak = rss_kb(s)
+    r.sock.settimeout(10)
+    for i in range(30 * 1000):
+        r.sock.sendall(line)
+        if i % 2000 == 0:
+            peak = max(peak, rss_kb(s))
+    r.send(b".\r\n")
+    exp(r, None, 552, "5.3.4")
+    peak = max(peak, rss_kb(s))
+    assert peak < RSS_LIMIT_KB, "server RSS reached %d kB" % peak
+    exp(r, "NOOP", 250, "2.0.0")
+    exp(r, "QUIT", 221)
+    time.sleep(1.0)
+    assert s.mailbox("postmaster") == [], "oversize message delivered"
+
+
+# ---- recipients ------------------------------------------------------------
+
+@test
+def max_recipients():
+    s = start({"max_recipients": "3"})
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    for i in range(1, 4):
+        exp(r, "RCPT TO:<u%d@example.test>" % i, 250, "2.1.5")
+    for i in range(4, 6):
+        exp(r, "RCPT TO:<u%d@example.test>" % i, 452, "4.5.3")
+    exp(r, "DATA", 354)
+    r.send(message("three rcpts").encode() + b".\r\n")
+    exp(r, None, 250, "2.0.0")
+    exp(r, "QUIT", 221)
+    for i in range(1, 4):
+        settle(s, "u%d" % i, 1)
+    for i in range(4, 6):
+        assert s.mailbox("u%d" % i) == [], "u%d got the message" % i
+
+
+# ---- errors and timeouts -------------------------------------------------
+
+@test
+def too_many_errors():
+    s = start()
+    r = greet(s)
+    for i in range(10):
+        exp(r, "BOGUS%d" % i, 500, "5.5.2")
+    # the 11th error: 421 4.7.0 (possibly after its own 500), then close
+    r.send("BOGUS10\r\n")
+    c, t = r.reply()
+    if c == 500:
+        c, t = r.reply()
+    assert c == 421 and t.startswith("4.7.0"), "got %d %r" % (c, t)
+    assert r.closed(), "connection not closed after 421"
+    # mixed kinds of errors count as well
+    r = greet(s)
+    bad = ["RCPT TO:<a@example.test>", "DATA", "MAIL FROM:<@@>", "FOO",
+           "MAIL FROM:<a@example.org> X=Y", "RCPT", "BAR", "BAZ", "QUUX",
+           "ZAP", "ZIP"]
+    replies = []
+    closed = False
+    for b in bad + [None]:
+        try:
+            if b is not None:
+                r.send(b + "\r\n")
+            c, t = r.reply()
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            closed = True
+            break
+        replies.append((c, t))
+        if c == 421:
+            break
+        assert c >= 500, "%r is an error, got %d %r" % (b, c, t)
+    assert replies and replies[-1][0] == 421, "no 421 after %d errors: %r" % (
+        len(bad), replies)
+    assert replies[-1][1].startswith("4.7.0"), replies[-1]
+    assert len(replies) >= 10, "421 after only %d errors: %r" % (
+        len(replies), replies)
+    assert closed or r.closed()
+    server_still_serves(s)
+
+
+@test
+def command_timeout():
+    s = start({"command_timeout": "2s"})
+    r = s.raw()
+    exp(r, None, 220)
+    t0 = time.time()
+    r.sock.settimeout(15)
+    exp(r, None, 421, "4.4.2")
+    el = time.time() - t0
+    assert 1.5 <= el <= 8, "421 after %.1fs (command_timeout 2s)" % el
+    assert r.closed(), "not closed after the timeout"
+    # mid-transaction too; nothing is delivered
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    r.sock.settimeout(15)
+    r.send("NOOP")    # a partial line does not reset the clock for ever
+    exp(r, None, 421, "4.4.2")
+    assert r.closed()
+    server_still_serves(s)
+    time.sleep(1.0)
+    assert s.mailbox("postmaster") == []
+
+
+@test
+def data_timeout():
+    s = start({"data_timeout": "2s", "command_timeout": "30s"})
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    r.send(b"Subject: stalled\r\n\r\nhalf")
+    t0 = time.time()
+    r.sock.settimeout(15)
+    exp(r, None, 421, "4.4.2")
+    el = time.time() - t0
+    assert 1.5 <= el <= 8, "421 after %.1fs (data_timeout 2s)" % el
+    assert r.closed()
+    server_still_serves(s)
+    time.sleep(1.0)
+    assert s.mailbox("postmaster") == [], "a stalled message was delivered"
+
+
+# ---- command lines -----------------------------------------------------------
+
+@test
+def long_command_line():
+    s = start()
+    r = greet(s)
+    # under the limit: fine
+    exp(r, "NOOP " + "x" * 4000, 250, "2.0.0")
+    # over the limit: 500 5.5.2, then the session goes on or ends with 421
+    exp(r, "NOOP " + "x" * 5000, 500, "5.5.2")
+    r.send("NOOP\r\n")
+    c, t = r.reply()
+    if c == 421:
+        assert r.closed(), "421 but not closed"
+    else:
+        assert c == 250, "after the long line: %d %r" % (c, t)
+        # the rest of the long line was not taken as a command
+        exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+        exp(r, "QUIT", 221)
+    server_still_serves(s)
+
+
+@test
+def fifty_megabyte_line_memory_bounded():
+    s = start()
+    r = greet(s)
+    peak, sent, early = pump(r, 50 * 1024 * 1024, 65536, s,
+                             head=b"MAIL FROM:<", tail=b">\r\n")
+    assert peak < RSS_LIMIT_KB, "server RSS reached %d kB after %d bytes" % (
+        peak, sent)
+    # the line-too-long reply must have come (before or after the close)
+    try:
+        c, t = r.reply()
+    except (EOFError, ConnectionResetError) as e:
+        raise AssertionError("no reply to the 50 MB line (closed early=%s, "
+                             "%d bytes sent): %s" % (early, sent, e))
+    assert c == 500 and t.startswith("5.5.2"), "reply %d %r" % (c, t)
+    try:
+        r.send("NOOP\r\n")
+        c, t = r.reply()
+    except (EOFError, ConnectionResetError, BrokenPipeError):
+        c, t = None, "closed without 421"
+    assert c in (250, 421), "after the 50 MB line: %s %r" % (c, t)
+    if c == 421:
+        assert t.startswith("4."), t
+        assert r.closed()
+    server_still_serves(s)
+    assert rss_kb(s) < RSS_LIMIT_KB
+
+
+@test
+def bare_lf_or_cr_in_command_line():
+    s = start()
+    r = greet(s)
+    # one line with a bare LF in it: one 500, no command executed
+    exp(r, "MAIL FROM:<alice@example.org>\nRCPT TO:<postmaster@localhost>",
+        500, "5.5.2")
+    exp(r, "RCPT TO:<postmaster@localhost>", 503, "5.5.1")
+    exp(r, "NOOP\rNOOP", 500, "5.5.2")
+    exp(r, "NOOP", 250, "2.0.0")
+    exp(r, "NOOP\nNOOP\nNOOP", 500, "5.5.2")
+    exp(r, "NOOP", 250, "2.0.0")
+    # a NUL in a command line is refused too
+    r.send(b"NOOP \x00x\r\n")
+    c, t = r.reply()
+    assert c in (500, 501), "NUL in command: %d %r" % (c, t)
+    exp(r, "QUIT", 221)
+
+
+if __name__ == "__main__":
+    main()
