@@ -13,16 +13,24 @@ for p in $PKGS; do
 		missing="$missing $p"
 	fi
 done
-[ -z "$missing" ] && exit 0
-
-if [ "$(id -u)" != 0 ]; then
-	echo "smtpgate: missing Debian packages:$missing" >&2
-	echo "smtpgate: run as root, or: sudo apt-get install$missing" >&2
-	exit 1
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "smtpgate: missing Debian packages:$missing" >&2
+		echo "smtpgate: run as root, or: sudo apt-get install$missing" >&2
+		exit 1
+	fi
+	echo "smtpgate: installing:$missing" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq >/dev/null || { echo "smtpgate: apt-get update failed" >&2; exit 1; }
+	# shellcheck disable=SC2086
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
+		{ echo "smtpgate: apt-get install$missing failed" >&2; exit 1; }
 fi
-echo "smtpgate: installing:$missing" >&2
-export DEBIAN_FRONTEND=noninteractive
-apt-get update -qq >/dev/null || { echo "smtpgate: apt-get update failed" >&2; exit 1; }
-# shellcheck disable=SC2086
-apt-get install -y -qq --no-install-recommends $missing >/dev/null ||
-	{ echo "smtpgate: apt-get install$missing failed" >&2; exit 1; }
+
+# The unprivileged user the server drops to when started as root.
+if [ "$(id -u)" = 0 ] && ! getent passwd smtpgate >/dev/null; then
+	useradd --system --home-dir /nonexistent --no-create-home \
+		--shell /usr/sbin/nologin smtpgate ||
+		{ echo "smtpgate: cannot create user smtpgate" >&2; exit 1; }
+fi
+exit 0

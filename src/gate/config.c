@@ -36,6 +36,7 @@
 
 #include <openssl/err.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include "lib/err.h"
 #include "lib/mem.h"
@@ -1434,6 +1435,13 @@ no_passphrase(char *buf, int size, int rwflag, void *arg)
 	return 0;
 }
 
+static void
+mismatch(const char *cert, const char *key, struct buf *errors)
+{
+	buf_printf(errors, "%s: the private key does not match the "
+	    "certificate in %s\n", key, cert);
+}
+
 static int
 check_tls(const char *cert, const char *key, struct buf *errors)
 {
@@ -1455,13 +1463,18 @@ check_tls(const char *cert, const char *key, struct buf *errors)
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1)
 		buf_printf(errors, "%s: cannot load the certificate: %s\n",
 		    cert, ssl_reason());
-	else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1)
-		buf_printf(errors, "%s: cannot load the private key: %s\n",
-		    key, ssl_reason());
-	else if (SSL_CTX_check_private_key(ctx) != 1) {
+	else if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		/* OpenSSL 3 compares the key with the certificate here. */
+		if (ERR_GET_REASON(ERR_peek_last_error()) ==
+		    X509_R_KEY_VALUES_MISMATCH) {
+			ERR_clear_error();
+			mismatch(cert, key, errors);
+		} else
+			buf_printf(errors, "%s: cannot load the private key: "
+			    "%s\n", key, ssl_reason());
+	} else if (SSL_CTX_check_private_key(ctx) != 1) {
 		ERR_clear_error();
-		buf_printf(errors, "%s: the private key does not match the "
-		    "certificate in %s\n", key, cert);
+		mismatch(cert, key, errors);
 	} else
 		rc = 0;
 	SSL_CTX_free(ctx);

@@ -1,0 +1,250 @@
+/* Unit tests: gate/spool.c (doc/QUEUE.md states and recovery), climit,
+ * sched_backoff. */
+#include "t.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/err.h"
+#include "lib/fsio.h"
+#include "mail/envelope.h"
+#include "gate/climit.h"
+#include "gate/sched.h"
+#include "gate/spool.h"
+
+static char dir[64];
+static char seen[16][SPOOL_ID_LEN + 1];
+static int nseen;
+
+static void
+collect(void *arg, const char *id)
+{
+	if (nseen < 16)
+		snprintf(seen[nseen++], sizeof(seen[0]), "%s", id);
+}
+
+static void
+make_env(struct envelope *env)
+{
+	envelope_init(env);
+	env->arrival = 1.5;
+	env->client_addr = strdup("127.0.0.1");
+	env->client_name = strdup("[127.0.0.1]");
+	env->helo = strdup("h");
+	env->proto = strdup("ESMTP");
+	env->sender = strdup("a@b.example");
+	envelope_add_rcpt(env, RCPT_LOCAL, "bob", "bob@localhost", NULL, NULL);
+	envelope_add_rcpt(env, RCPT_LOCAL, "carol", "carol@localhost", NULL,
+	    NULL);
+}
+
+static bool
+exists(const char *sub, const char *id)
+{
+	char p[256];
+
+	snprintf(p, sizeof(p), "%s/%s/%s", dir, sub, id);
+	return access(p, F_OK) == 0;
+}
+
+static void
+test_commit_load_remove(void)
+{
+	struct err e;
+	struct spool *sp = spool_open(dir, &e);
+	struct envelope env, got;
+	struct spool_msg *m;
+	char id[SPOOL_ID_LEN + 1], data[32];
+	off_t off;
+	int fd;
+
+	CHECK(sp != NULL);
+	make_env(&env);
+	m = spool_msg_new(sp, &env, &e);
+	CHECK(m != NULL);
+	snprintf(id, sizeof(id), "%s", spool_msg_id(m));
+	CHECK(spool_id_valid(id));
+	CHECK(exists("tmp", id));
+	CHECK(!exists("queue", id));
+	CHECK_INT(spool_msg_write(m, "Subject: x\r\n\r\nhi\r\n", 18, &e), 0);
+	CHECK_INT(spool_msg_commit(m, &e), 0);
+	spool_msg_free(m);
+	CHECK(!exists("tmp", id));
+	CHECK(exists("queue", id));
+
+	envelope_init(&got);
+	CHECK_INT(spool_load(sp, id, &got, &fd, &off, &e), 0);
+	CHECK_INT(got.data_len, 18);
+	CHECK_INT(got.nrcpts, 2);
+	CHECK_INT(pread(fd, data, 18, off), 18);
+	CHECK(memcmp(data, "Subject: x\r\n\r\nhi\r\n", 18) == 0);
+	close(fd);
+	got.rcpts[0].status = RCPT_SENT;
+	CHECK_INT(spool_save_state(sp, id, &got, &e), 0);
+	envelope_clear(&got);
+	envelope_init(&got);
+	CHECK_INT(spool_load(sp, id, &got, NULL, NULL, &e), 0);
+	CHECK_INT(got.rcpts[0].status, RCPT_SENT);
+	CHECK_INT(got.rcpts[1].status, RCPT_PENDING);
+	envelope_clear(&got);
+
+	CHECK_INT(spool_remove(sp, id, &e), 0);
+	CHECK(!exists("queue", id));
+	CHECK(!exists("state", id));
+	envelope_clear(&env);
+	spool_close(sp);
+}
+
+static void
+test_recovery(void)
+{
+	struct err e;
+	struct spool *sp = spool_open(dir, &e);
+	struct envelope env;
+	struct spool_msg *half, *done;
+	char half_id[SPOOL_ID_LEN + 1], done_id[SPOOL_ID_LEN + 1], p[256];
+	int fd;
+
+	make_env(&env);
+	/* A message caught mid-receive and one committed. */
+	half = spool_msg_new(sp, &env, &e);
+	snprintf(half_id, sizeof(half_id), "%s", spool_msg_id(half));
+	CHECK_INT(spool_msg_write(half, "partial", 7, &e), 0);
+	done = spool_msg_new(sp, &env, &e);
+	snprintf(done_id, sizeof(done_id), "%s", spool_msg_id(done));
+	CHECK(strcmp(half_id, done_id) < 0);	/* ids sort by time */
+	CHECK_INT(spool_msg_write(done, "x\r\n", 3, &e), 0);
+	CHECK_INT(spool_msg_commit(done, &e), 0);
+	/* Simulate the crash: the half message's file stays in tmp/. */
+	snprintf(p, sizeof(p), "%s/tmp/%s", dir, half_id);
+	CHECK_INT(link(p, "/tmp/smtpgate-spool-half"), 0);
+	spool_msg_free(half);
+	CHECK_INT(rename("/tmp/smtpgate-spool-half", p), 0);
+	CHECK(exists("tmp", half_id));
+	spool_msg_free(done);
+	/* An orphan state file and a torn state update. */
+	snprintf(p, sizeof(p), "%s/state/00000000000000001", dir);
+	fd = open(p, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	snprintf(p, sizeof(p), "%s/state/.%s.tmpABCDEF", dir, done_id);
+	fd = open(p, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+	/* A file with a name that is no queue id. */
+	snprintf(p, sizeof(p), "%s/queue/garbage", dir);
+	fd = open(p, O_CREAT | O_WRONLY, 0600);
+	close(fd);
+
+	nseen = 0;
+	CHECK_INT(spool_recover(sp, collect, NULL, &e), 1);
+	CHECK_INT(nseen, 1);
+	CHECK_STR(seen[0], done_id);
+	CHECK(!exists("tmp", half_id));
+	CHECK(!exists("state", "00000000000000001"));
+	CHECK(exists("quarantine", "garbage"));
+	CHECK(exists("quarantine", "garbage.reason"));
+	snprintf(p, sizeof(p), "%s/state/.%s.tmpABCDEF", dir, done_id);
+	CHECK(access(p, F_OK) != 0);
+	CHECK_INT(spool_remove(sp, done_id, &e), 0);
+	envelope_clear(&env);
+	spool_close(sp);
+}
+
+static void
+test_corrupt_file_fails_to_load(void)
+{
+	struct err e;
+	struct spool *sp = spool_open(dir, &e);
+	struct envelope env;
+	const char *id = "0000000000000000A";
+	char p[256];
+	int fd;
+
+	snprintf(p, sizeof(p), "%s/queue/%s", dir, id);
+	fd = open(p, O_CREAT | O_WRONLY | O_TRUNC, 0600);
+	CHECK(write(fd, "SMTPGATE-QUEUE 1\nsender a@b\n", 28) == 28);
+	close(fd);
+	envelope_init(&env);
+	err_clear(&e);
+	CHECK_INT(spool_load(sp, id, &env, NULL, NULL, &e), -1);
+	CHECK(strstr(e.msg, id) != NULL);
+	envelope_clear(&env);
+	CHECK_INT(spool_quarantine(sp, id, e.msg, &e), 0);
+	CHECK(exists("quarantine", id));
+	CHECK(!exists("queue", id));
+	spool_close(sp);
+}
+
+static void
+test_ids_unique(void)
+{
+	struct err e;
+	struct spool *sp = spool_open(dir, &e);
+	struct envelope env;
+	char prev[SPOOL_ID_LEN + 1] = "";
+
+	make_env(&env);
+	for (int i = 0; i < 200; i++) {
+		struct spool_msg *m = spool_msg_new(sp, &env, &e);
+		CHECK(strcmp(prev, spool_msg_id(m)) < 0);
+		snprintf(prev, sizeof(prev), "%s", spool_msg_id(m));
+		spool_msg_abort(m);
+		spool_msg_free(m);
+	}
+	envelope_clear(&env);
+	spool_close(sp);
+}
+
+static void
+test_climit(void)
+{
+	struct climit *cl = climit_new();
+	struct sockaddr_in a = { .sin_family = AF_INET };
+	struct sockaddr_in6 b = { .sin6_family = AF_INET6 };
+
+	a.sin_addr.s_addr = htonl(0x7f000001);
+	b.sin6_addr.s6_addr[15] = 1;
+	CHECK_INT(climit_add(cl, (struct sockaddr *)&a), 1);
+	CHECK_INT(climit_add(cl, (struct sockaddr *)&a), 2);
+	CHECK_INT(climit_add(cl, (struct sockaddr *)&b), 1);
+	climit_del(cl, (struct sockaddr *)&a);
+	CHECK_INT(climit_add(cl, (struct sockaddr *)&a), 2);
+	climit_del(cl, (struct sockaddr *)&a);
+	climit_del(cl, (struct sockaddr *)&a);
+	CHECK_INT(climit_add(cl, (struct sockaddr *)&a), 1);
+	climit_free(cl);
+}
+
+static void
+test_backoff(void)
+{
+	CHECK_INT(sched_backoff(300, 3600, 1), 300);
+	CHECK_INT(sched_backoff(300, 3600, 2), 600);
+	CHECK_INT(sched_backoff(300, 3600, 4), 2400);
+	CHECK_INT(sched_backoff(300, 3600, 5), 3600);
+	CHECK_INT(sched_backoff(300, 3600, 500), 3600);
+	CHECK_INT(sched_backoff(1, 2, 0), 1);
+}
+
+int
+main(void)
+{
+	char tmpl[] = "/tmp/smtpgate-spool.XXXXXX";
+
+	snprintf(dir, sizeof(dir), "%s", mkdtemp(tmpl));
+	RUN(test_commit_load_remove);
+	RUN(test_recovery);
+	RUN(test_corrupt_file_fails_to_load);
+	RUN(test_ids_unique);
+	RUN(test_climit);
+	RUN(test_backoff);
+	{
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", dir);
+	}
+	T_EXIT();
+}
