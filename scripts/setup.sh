@@ -5,7 +5,7 @@
 set -u
 PKGS="build-essential pkg-config libevent-dev libssl-dev libc-ares-dev
 libcrypt-dev python3 python3-aiosmtpd swaks openssl clang
-libclang-rt-14-dev iproute2 procps"
+libclang-rt-14-dev iproute2 procps dnsmasq-base dovecot-lmtpd dovecot-imapd"
 
 missing=""
 for p in $PKGS; do

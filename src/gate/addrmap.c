@@ -34,7 +34,7 @@
 #include "lib/str.h"
 
 #define ADDRMAP_DEPTH_MAX	8		/* levels of re-resolution */
-#define ADDRMAP_WORK_MAX	1000000		/* targets visited per resolve */
+#define ADDRMAP_WORK_MAX	1000000		/* targets per resolve */
 #define ADDRMAP_FILE_MAX	(512UL * 1024 * 1024)
 #define LOCAL_MAX		64		/* RFC 5321 §4.5.3.1.1 */
 #define DOMAIN_MAX		255		/* RFC 5321 §4.5.3.1.2 */
@@ -174,7 +174,7 @@ is_ctl(unsigned char c)
 	return c < 0x20 || c == 0x7f;
 }
 
-/* Appends s with control bytes as \xNN, so that an error line stays one line. */
+/* Appends s with control bytes as \xNN: an error stays one line. */
 static void
 put_escaped(struct buf *b, const char *s, size_t len)
 {
@@ -197,7 +197,7 @@ local_valid(const char *s, size_t len)
 		unsigned char c = (unsigned char)s[i];
 		if (c == ' ' || is_ctl(c) || is_special(c))
 			return false;
-		if (c == '.' && s[i + 1] == '.')
+		if (c == '.' && i + 1 < len && s[i + 1] == '.')
 			return false;
 	}
 	return true;
@@ -225,7 +225,7 @@ domain_valid(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)s[i];
 		if (c == '.') {
-			if (s[i + 1] == '.')
+			if (i + 1 < len && s[i + 1] == '.')
 				return false;
 		} else if (!(c >= 0x80 || (c >= 'a' && c <= 'z') ||
 		    (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -449,7 +449,7 @@ open_entry(struct parser *p, const char *key, size_t len)
 		m->entries = xreallocarray(m->entries, m->size,
 		    sizeof(*m->entries));
 	}
-	/* The table points into the entry's own copy, kept until free. */
+	/* The table borrows lkey: the entry owns it until addrmap_free. */
 	en = &m->entries[m->len++];
 	en->key = lkey;
 	en->first = m->ntargets;
@@ -538,7 +538,8 @@ addrmap_load(const char *path, struct buf *errors)
 	text = fsio_read_file(path, ADDRMAP_FILE_MAX, &len, &e);
 	if (text == NULL) {
 		if (errors && e.errnum)
-			buf_printf(errors, "%s: %s\n", path, strerror(e.errnum));
+			buf_printf(errors, "%s: %s\n", path,
+			    strerror(e.errnum));
 		else if (errors)
 			buf_printf(errors, "%s\n", e.msg);
 		return NULL;

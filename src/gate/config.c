@@ -16,7 +16,7 @@
  * or, after a value, when preceded by a blank; lists are separated by
  * commas and/or blanks; a key given twice: the later wins (like Postfix).
  * Overrides ("-o KEY=VALUE") come last, are named "-o:N" in messages and
- * have no comments.
+ * have the same value syntax as the file.
  */
 #include "gate/config.h"
 
@@ -815,30 +815,44 @@ strip_comment(char *value)
 	str_trim(value);
 }
 
+static bool
+has_control(const char *s)
+{
+	for (; *s; s++)
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/*
+ * One "key = value" line of the file, or one "KEY=VALUE" override: the
+ * value has the same syntax in both (a trailing comment included), so that
+ * whatever an override sets, config_print writes back loadably.
+ */
 static void
 loader_line(struct loader *ld, const struct origin *o, char *line)
 {
-	char *eq, *key, *value;
-
+	char *eq, *key, *value, q[QUOTE_MAX + 8];
 	size_t n = strlen(line);
 
 	/* CRLF files are fine; any other control character is a mistake. */
-	if (n && line[n - 1] == '\r')
+	if (o->file && n && line[n - 1] == '\r')
 		line[n - 1] = '\0';
-	for (const char *p = line; *p; p++) {
-		if (((unsigned char)*p < 0x20 && *p != '\t') || *p == 0x7f) {
-			loader_error(ld, o, "control character in line");
-			return;
-		}
+	if (has_control(line)) {
+		loader_error(ld, o, "control character in %s",
+		    o->file ? "line" : "override");
+		return;
 	}
 	str_trim(line);
-	if (*line == '\0' || *line == '#')
+	if (o->file && (*line == '\0' || *line == '#'))
 		return;
 	if ((eq = strchr(line, '=')) == NULL) {
-		char q[QUOTE_MAX + 8];
-
-		loader_error(ld, o, "expected 'key = value', got '%s'",
-		    quote(line, q, sizeof(q)));
+		if (o->file)
+			loader_error(ld, o, "expected 'key = value', got '%s'",
+			    quote(line, q, sizeof(q)));
+		else
+			loader_error(ld, o, "expected KEY=VALUE, got '%s'",
+			    quote(line, q, sizeof(q)));
 		return;
 	}
 	*eq = '\0';
@@ -878,16 +892,9 @@ loader_overrides(struct loader *ld, char *const *ov, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		struct origin o = { NULL, 0, i + 1, 0 };
-		char *s = xstrdup(ov[i]), *eq = strchr(s, '=');
-		char q[QUOTE_MAX + 8];
+		char *s = xstrdup(ov[i]);
 
-		if (eq == NULL) {
-			loader_error(ld, &o, "expected KEY=VALUE, got '%s'",
-			    quote(s, q, sizeof(q)));
-		} else {
-			*eq = '\0';
-			loader_set(ld, &o, str_trim(s), str_trim(eq + 1));
-		}
+		loader_line(ld, &o, s);
 		free(s);
 	}
 }

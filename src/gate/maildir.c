@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -86,22 +87,37 @@ err_prefix(struct err *e)
 	return -1;
 }
 
-/* Creates dir/{tmp,new,cur} as needed; newdir gets "dir/new". */
+/*
+ * Creates postoffice/MAILBOX/{tmp,new,cur} as needed; newdir gets
+ * "dir/new". When any was missing, the mailbox and the postoffice are
+ * fsync'd here too: fsio_mkdirs syncs only where it created a directory
+ * itself, and a concurrent delivery that lost the race to create it
+ * must not go on before the new entries are durable.
+ */
 static int
-make_dirs(const char *dir, char *newdir, struct err *e)
+make_dirs(const char *postoffice, const char *dir, char *newdir,
+    struct err *e)
 {
 	static const char *const subs[] = { "tmp", "new", "cur" };
 	char path[PATH_MAX];
+	struct stat st;
+	bool is_fresh = false;
 
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		int n = snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
 		if (n < 0 || (size_t)n >= sizeof(path))
 			return err_set(e, "maildir: path too long: %s", dir);
-		if (fsio_mkdirs(path, MAILDIR_MODE, e) == -1)
-			return err_prefix(e);
+		if (stat(path, &st) == -1 || !S_ISDIR(st.st_mode)) {
+			is_fresh = true;
+			if (fsio_mkdirs(path, MAILDIR_MODE, e) == -1)
+				return err_prefix(e);
+		}
 		if (i == 1)
 			memcpy(newdir, path, (size_t)n + 1);
 	}
+	if (is_fresh && (fsio_fsync_dir(dir, e) == -1 ||
+	    fsio_fsync_dir(postoffice, e) == -1))
+		return err_prefix(e);
 	return 0;
 }
 
@@ -266,7 +282,7 @@ maildir_deliver(const char *postoffice, const char *mailbox,
 	int out;
 
 	if (check_args(postoffice, mailbox, offset, len, dir, e) == -1 ||
-	    make_dirs(dir, newdir, e) == -1)
+	    make_dirs(postoffice, dir, newdir, e) == -1)
 		return -1;
 	if ((out = create_tmp(dir, hostname, name, tmp, e)) == -1)
 		return -1;

@@ -9,18 +9,24 @@
 
 #include <stddef.h>
 
+#include <openssl/ssl.h>
+
 struct buf;
 struct config;
 struct addrmap;
+struct auth_users;
 
 struct runtime {
-	int		 refs;
-	struct config	*cfg;
-	struct addrmap	*map;		/* NULL: no address_map */
+	int			 refs;
+	struct config		*cfg;
+	struct addrmap		*map;		/* NULL: no address_map */
+	struct auth_users	*users;		/* NULL: no auth_users */
+	SSL_CTX			*tls_server;	/* NULL: no STARTTLS offered */
 };
 
 /*
- * Loads configuration and address map; problems go to errors as
+ * Loads configuration, address map, auth_users and the TLS certificate
+ * and key (so SIGHUP reloads them all); problems go to errors as
  * "FILE:LINE: message" lines. Returns a runtime with one reference, or
  * NULL on any error.
  */

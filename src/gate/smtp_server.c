@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <time.h>
@@ -30,8 +31,11 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/listener.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "lib/buf.h"
 #include "lib/cidr.h"
@@ -45,16 +49,19 @@
 #include "mail/reply.h"
 #include "mail/smtp_cmd.h"
 #include "mail/smtp_data.h"
+#include "net/tls.h"
 #include "gate/addrmap.h"
 #include "gate/climit.h"
 #include "gate/config.h"
 #include "gate/runtime.h"
+#include "gate/smtp_auth.h"
 #include "gate/spool.h"
 
 #define INPUT_MAX	(256 * 1024)	/* bytes read ahead of processing */
 #define OUTPUT_MAX	(64 * 1024)	/* queued replies before we stop reading */
 #define SCRATCH_SIZE	(64 * 1024)	/* data automaton output, per call */
 #define ERROR_LIMIT	10		/* errors before the client is dropped */
+#define AUTH_FAIL_LIMIT	3		/* failed AUTHs before it is dropped */
 
 enum smtp_state {
 	SMTP_STATE_CONNECTED,	/* greeted, no HELO/EHLO yet */
@@ -63,6 +70,9 @@ enum smtp_state {
 	SMTP_STATE_RCPT,	/* at least one RCPT accepted */
 	SMTP_STATE_DATA,	/* reading DATA content */
 	SMTP_STATE_BDAT,	/* reading a BDAT chunk */
+	SMTP_STATE_AUTH,	/* reading SASL responses */
+	SMTP_STATE_WAIT,	/* a password check or AUTH delay is running */
+	SMTP_STATE_TLS,		/* TLS handshake after STARTTLS */
 	SMTP_STATE_CLOSING,	/* final reply queued; closing when flushed */
 	SMTP_STATE_COUNT
 };
@@ -74,6 +84,9 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_RCPT] = "RCPT",
 	[SMTP_STATE_DATA] = "DATA",
 	[SMTP_STATE_BDAT] = "BDAT",
+	[SMTP_STATE_AUTH] = "AUTH",
+	[SMTP_STATE_WAIT] = "WAIT",
+	[SMTP_STATE_TLS] = "TLS",
 	[SMTP_STATE_CLOSING] = "CLOSING",
 };
 
@@ -97,17 +110,34 @@ struct smtp_tx {
 	struct timeval	  started;
 };
 
+enum auth_step {
+	AUTH_STEP_PLAIN,	/* waiting for the PLAIN response */
+	AUTH_STEP_LOGIN_USER,	/* LOGIN: waiting for the user name */
+	AUTH_STEP_LOGIN_PASS,	/* LOGIN: waiting for the password */
+};
+
 struct smtp_session {
 	struct smtp_server	*srv;
 	struct runtime		*rt;		/* snapshot, referenced */
-	struct bufferevent	*bev;
+	struct bufferevent	*bev;		/* the TLS filter once in TLS */
+	struct bufferevent	*raw_bev;	/* the socket under TLS, or NULL */
 	struct sockaddr_storage	 peer;
 	char			 addr[INET6_ADDRSTRLEN];
 	int			 port;
 	enum smtp_state		 state;
 	bool			 is_submission;
 	bool			 is_esmtp;
-	bool			 is_relay_client;
+	bool			 in_relay_networks;
+	bool			 is_loopback;
+	bool			 is_tls;
+	char			 tls_info[160];
+	char			*auth_user;	/* authenticated user, or NULL */
+	char			 auth_mech[8];
+	char			 auth_login[AUTH_USER_MAX];	/* LOGIN user */
+	enum auth_step		 auth_step;
+	int			 auth_failures;
+	struct auth_check	*auth_check;	/* running password check */
+	struct event		*auth_delay;	/* slows failed attempts */
 	bool			 is_trace;
 	bool			 is_counted_ip;	/* counted in climit */
 	bool			 in_long_line;	/* discarding to the next LF */
@@ -148,6 +178,7 @@ static void	session_read(struct bufferevent *bev, void *arg);
 static void	session_write(struct bufferevent *bev, void *arg);
 static void	session_event(struct bufferevent *bev, short what, void *arg);
 static void	session_free(struct smtp_session *s);
+static void	process_input(struct smtp_session *s);
 
 static const struct config *
 cfg_of(const struct smtp_session *s)
@@ -251,7 +282,32 @@ tx_reset(struct smtp_session *s)
 static const char *
 proto_name(const struct smtp_session *s)
 {
-	return s->is_esmtp ? "ESMTP" : "SMTP";
+	if (!s->is_esmtp)
+		return "SMTP";
+	if (s->is_tls)
+		return s->auth_user ? "ESMTPSA" : "ESMTPS";
+	return s->auth_user ? "ESMTPA" : "ESMTP";
+}
+
+/* Relaying: authenticated users anywhere; relay_networks except on the
+ * submission port, where relaying needs AUTH (RFC 6409). */
+static bool
+may_relay(const struct smtp_session *s)
+{
+	return s->auth_user != NULL ||
+	    (!s->is_submission && s->in_relay_networks);
+}
+
+/* auth_require_tls: loopback clients in relay_networks are exempt. */
+static bool
+auth_offered(const struct smtp_session *s)
+{
+	const struct config *c = cfg_of(s);
+
+	if (s->rt->users == NULL || s->auth_user != NULL)
+		return false;
+	return s->is_tls || !c->auth_require_tls ||
+	    (s->is_loopback && s->in_relay_networks);
 }
 
 /* ---- verbs ---------------------------------------------------------- */
@@ -279,6 +335,10 @@ do_helo(struct smtp_session *s, const struct smtp_cmd *cmd)
 		reply_line(s, 250, true, NULL, "8BITMIME");
 		reply_line(s, 250, true, NULL, "ENHANCEDSTATUSCODES");
 		reply_line(s, 250, true, NULL, "SMTPUTF8");
+		if (s->rt->tls_server && !s->is_tls)
+			reply_line(s, 250, true, NULL, "STARTTLS");
+		if (auth_offered(s))
+			reply_line(s, 250, true, NULL, "AUTH PLAIN LOGIN");
 		reply_line(s, 250, false, NULL, "CHUNKING");
 	}
 }
@@ -294,6 +354,11 @@ do_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	if (cmd->size >= 0 &&
 	    (unsigned long long)cmd->size > c->max_message_size) {
 		reply(s, REPLY_SIZE_EXCEEDED);
+		return;
+	}
+	if (s->is_submission && s->auth_user == NULL) {
+		reply_line(s, 530, false, "5.7.0",
+		    "Authentication required (submission port)");
 		return;
 	}
 	need = cmd->size > 0 ? (unsigned long long)cmd->size : 0;
@@ -313,6 +378,7 @@ do_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	tx->env.client_name = xasprintf("[%s]", s->addr);
 	tx->env.helo = xstrdup(s->helo);
 	tx->env.proto = xstrdup(proto_name(s));
+	tx->env.auth_user = s->auth_user ? xstrdup(s->auth_user) : NULL;
 	tx->env.sender = xstrdup(addr_format(&cmd->addr, sender,
 	    sizeof(sender)));
 	tx->env.body = cmd->body == SMTP_BODY_8BITMIME ? xstrdup("8BITMIME") :
@@ -380,7 +446,7 @@ do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 		route_list_clear(&routes);
 	} else {
 		/* Never an open relay (SPEC §3). */
-		if (!s->is_relay_client) {
+		if (!may_relay(s)) {
 			log_info("[%s]:%d reject RCPT <%s>: relay access "
 			    "denied", s->addr, s->port, rcpt);
 			reply(s, REPLY_RELAY_DENIED, rcpt);
@@ -415,7 +481,7 @@ start_message(struct smtp_session *s, bool is_bdat)
 	}
 	buf_init(&hdr);
 	header_received(&hdr, s->helo, s->addr, c->hostname, proto_name(s),
-	    NULL, spool_msg_id(tx->msg),
+	    s->is_tls ? s->tls_info : NULL, spool_msg_id(tx->msg),
 	    tx->nrcpt_cmds == 1 ? tx->env.rcpts[0].orig : NULL,
 	    time(NULL));
 	if (spool_msg_write(tx->msg, hdr.data, hdr.len, &e) == -1) {
@@ -526,10 +592,279 @@ do_help(struct smtp_session *s, const struct smtp_cmd *cmd)
 	reply(s, REPLY_HELP);
 }
 
+/* ---- STARTTLS (RFC 3207) --------------------------------------------- */
+
 static void
-do_not_implemented(struct smtp_session *s, const struct smtp_cmd *cmd)
+do_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
-	reply(s, REPLY_NOT_IMPLEMENTED);
+	struct smtp_server *srv = s->srv;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct bufferevent *tls;
+	size_t junk;
+	SSL *ssl;
+
+	if (s->rt->tls_server == NULL) {
+		reply(s, REPLY_NOT_IMPLEMENTED);
+		return;
+	}
+	if (s->is_tls) {
+		reply_line(s, 503, false, "5.5.1", "Error: TLS already active");
+		s->errors++;
+		return;
+	}
+	if (s->tx != NULL) {
+		reply_line(s, 503, false, "5.5.1",
+		    "Error: STARTTLS not allowed during a mail transaction");
+		s->errors++;
+		return;
+	}
+	reply_line(s, 220, false, "2.0.0", "Ready to start TLS");
+	/*
+	 * RFC 3207 §4.2 / CVE-2011-0411: whatever the client pipelined after
+	 * STARTTLS came in plaintext and must never be executed.
+	 */
+	junk = evbuffer_get_length(in);
+	if (junk > 0) {
+		log_warnx("[%s]:%d discarding %zu bytes pipelined after "
+		    "STARTTLS", s->addr, s->port, junk);
+		evbuffer_drain(in, junk);
+	}
+	ssl = SSL_new(s->rt->tls_server);
+	if (ssl == NULL) {
+		log_warnx("[%s]:%d cannot start TLS: out of memory", s->addr,
+		    s->port);
+		close_after_reply(s);
+		return;
+	}
+	/* Without CLOSE_ON_FREE: session_free closes TLS gracefully. */
+	tls = bufferevent_openssl_filter_new(srv->base, s->bev, ssl,
+	    BUFFEREVENT_SSL_ACCEPTING, 0);
+	if (tls == NULL) {
+		SSL_free(ssl);
+		log_warnx("[%s]:%d cannot start TLS", s->addr, s->port);
+		close_after_reply(s);
+		return;
+	}
+	/* The plaintext 220 above is already queued ahead of the TLS bytes. */
+	s->raw_bev = s->bev;
+	s->bev = tls;
+	bufferevent_setcb(tls, session_read, session_write, session_event, s);
+	bufferevent_setwatermark(tls, EV_READ, 0, INPUT_MAX);
+	bufferevent_set_timeouts(tls, &(struct timeval){
+	    cfg_of(s)->command_timeout, 0 }, NULL);
+	bufferevent_enable(tls, EV_READ | EV_WRITE);
+	enter_state(s, SMTP_STATE_TLS);
+}
+
+/* After the handshake: the session starts over (RFC 3207 §4.2). */
+static void
+tls_established(struct smtp_session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	s->is_tls = true;
+	tls_describe(ssl, s->tls_info, sizeof(s->tls_info));
+	log_info("[%s]:%d TLS established: %s", s->addr, s->port,
+	    s->tls_info);
+	s->helo[0] = '\0';
+	s->is_esmtp = false;
+	tx_reset(s);
+	s->state = SMTP_STATE_CONNECTED;
+	enter_state(s, SMTP_STATE_CONNECTED);
+}
+
+/* ---- AUTH (RFC 4954) -------------------------------------------------- */
+
+static void	auth_finish(struct smtp_session *s, const char *user,
+		    char *pass);
+
+static void
+auth_delay_done(evutil_socket_t fd, short what, void *arg)
+{
+	struct smtp_session *s = arg;
+
+	event_free(s->auth_delay);
+	s->auth_delay = NULL;
+	reply_line(s, 535, false, "5.7.8",
+	    "Error: authentication credentials invalid");
+	if (s->auth_failures >= AUTH_FAIL_LIMIT) {
+		log_warnx("[%s]:%d too many failed AUTH attempts (%d), "
+		    "dropping the client", s->addr, s->port, s->auth_failures);
+		reply_line(s, 421, false, "4.7.0",
+		    "Error: too many failed authentication attempts");
+		close_after_reply(s);
+		return;
+	}
+	enter_state(s, SMTP_STATE_HELO);
+	bufferevent_enable(s->bev, EV_READ);
+	process_input(s);
+}
+
+static void
+auth_checked(void *arg, bool ok)
+{
+	struct smtp_session *s = arg;
+
+	s->auth_check = NULL;
+	if (ok) {
+		s->auth_user = xstrdup(s->auth_login);
+		log_info("[%s]:%d authenticated as %s (%s)", s->addr, s->port,
+		    s->auth_user, s->auth_mech);
+		reply_line(s, 235, false, "2.7.0",
+		    "Authentication successful");
+		enter_state(s, SMTP_STATE_HELO);
+		bufferevent_enable(s->bev, EV_READ);
+		process_input(s);
+		return;
+	}
+	s->auth_failures++;
+	log_warnx("[%s]:%d AUTH %s failed for user %s (attempt %d)", s->addr,
+	    s->port, s->auth_mech, s->auth_login, s->auth_failures);
+	/* Each failure waits longer before its reply: 1 s, 2 s, 4 s... */
+	{
+		struct timeval tv = { 1 << (s->auth_failures - 1), 0 };
+
+		s->auth_delay = evtimer_new(s->srv->base, auth_delay_done, s);
+		evtimer_add(s->auth_delay, &tv);
+	}
+}
+
+/* Starts the password check; the session waits without reading. */
+static void
+auth_finish(struct smtp_session *s, const char *user, char *pass)
+{
+	str_copy(s->auth_login, user, sizeof(s->auth_login));
+	enter_state(s, SMTP_STATE_WAIT);
+	bufferevent_disable(s->bev, EV_READ);
+	s->auth_check = auth_check_start(s->srv->base,
+	    auth_users_hash(s->rt->users, user), pass, auth_checked, s);
+	mem_wipe(pass, strlen(pass));
+}
+
+static void
+auth_decode_error(struct smtp_session *s)
+{
+	reply_line(s, 501, false, "5.5.2", "Error: cannot decode response");
+	s->errors++;
+	enter_state(s, SMTP_STATE_HELO);
+}
+
+/* One SASL response (a base64 line, or the initial response). */
+static void
+auth_response(struct smtp_session *s, const char *line)
+{
+	char dec[AUTH_PASS_MAX + AUTH_USER_MAX * 2 + 4];
+	char user[AUTH_USER_MAX], pass[AUTH_PASS_MAX];
+	long n;
+	struct err e;
+
+	if (strcmp(line, "*") == 0) {
+		reply_line(s, 501, false, "5.0.0",
+		    "Error: authentication cancelled");
+		enter_state(s, SMTP_STATE_HELO);
+		return;
+	}
+	n = strcmp(line, "=") == 0 ? 0 :
+	    auth_b64_decode(line, dec, sizeof(dec));
+	if (n < 0) {
+		auth_decode_error(s);
+		return;
+	}
+	if (n == 0)
+		dec[0] = '\0';
+	switch (s->auth_step) {
+	case AUTH_STEP_PLAIN:
+		if (auth_plain_split(dec, (size_t)n, user, sizeof(user), pass,
+		    sizeof(pass), &e) == -1) {
+			log_info("[%s]:%d AUTH PLAIN: %s", s->addr, s->port,
+			    e.msg);
+			auth_decode_error(s);
+			break;
+		}
+		auth_finish(s, user, pass);
+		break;
+	case AUTH_STEP_LOGIN_USER:
+		if (n == 0 || (size_t)n >= sizeof(s->auth_login) ||
+		    memchr(dec, '\0', (size_t)n)) {
+			auth_decode_error(s);
+			break;
+		}
+		str_copy(s->auth_login, dec, sizeof(s->auth_login));
+		s->auth_step = AUTH_STEP_LOGIN_PASS;
+		reply_line(s, 334, false, NULL, "UGFzc3dvcmQ6");
+		break;
+	case AUTH_STEP_LOGIN_PASS:
+		if ((size_t)n >= sizeof(pass) || memchr(dec, '\0', (size_t)n)) {
+			auth_decode_error(s);
+			break;
+		}
+		memcpy(pass, dec, (size_t)n + 1);
+		str_copy(user, s->auth_login, sizeof(user));
+		auth_finish(s, user, pass);
+		break;
+	}
+	mem_wipe(dec, sizeof(dec));
+	mem_wipe(pass, sizeof(pass));
+}
+
+static void
+do_auth(struct smtp_session *s, const struct smtp_cmd *cmd)
+{
+	char mech[16], initial[SMTP_CMD_ARG_MAX + 1] = "";
+	const char *sp;
+
+	if (s->rt->users == NULL) {
+		reply(s, REPLY_NOT_IMPLEMENTED);
+		return;
+	}
+	if (s->state == SMTP_STATE_CONNECTED) {
+		reply(s, REPLY_NEED_HELO);
+		return;
+	}
+	if (s->auth_user != NULL) {
+		reply_line(s, 503, false, "5.5.1", "Error: already "
+		    "authenticated");
+		s->errors++;
+		return;
+	}
+	if (s->tx != NULL) {
+		reply_line(s, 503, false, "5.5.1", "Error: AUTH not allowed "
+		    "during a mail transaction");
+		s->errors++;
+		return;
+	}
+	if (!auth_offered(s)) {
+		reply_line(s, 538, false, "5.7.11", "Error: encryption "
+		    "required for authentication (use STARTTLS first)");
+		s->errors++;
+		return;
+	}
+	sp = strchr(cmd->arg, ' ');
+	str_copy(mech, cmd->arg, sp && (size_t)(sp - cmd->arg) < sizeof(mech)
+	    ? (size_t)(sp - cmd->arg) + 1 : sizeof(mech));
+	if (sp)
+		str_copy(initial, sp + 1, sizeof(initial));
+	str_lower(mech);
+	if (strcmp(mech, "plain") == 0) {
+		str_copy(s->auth_mech, "PLAIN", sizeof(s->auth_mech));
+		s->auth_step = AUTH_STEP_PLAIN;
+	} else if (strcmp(mech, "login") == 0) {
+		str_copy(s->auth_mech, "LOGIN", sizeof(s->auth_mech));
+		s->auth_step = AUTH_STEP_LOGIN_USER;
+	} else {
+		reply_line(s, 504, false, "5.5.4", "Error: unsupported "
+		    "authentication mechanism");
+		s->errors++;
+		return;
+	}
+	enter_state(s, SMTP_STATE_AUTH);
+	if (initial[0] != '\0') {
+		auth_response(s, initial);
+		mem_wipe(initial, sizeof(initial));
+		return;
+	}
+	reply_line(s, 334, false, NULL, s->auth_step == AUTH_STEP_PLAIN ? "" :
+	    "VXNlcm5hbWU6");
 }
 
 #define ST(x)	(1u << SMTP_STATE_##x)
@@ -554,8 +889,8 @@ static const struct verb {
 	{ SMTP_VERB_VRFY,	ST_ANY,			do_vrfy },
 	{ SMTP_VERB_EXPN,	ST_ANY,			do_expn },
 	{ SMTP_VERB_HELP,	ST_ANY,			do_help },
-	{ SMTP_VERB_STARTTLS,	ST_ANY,			do_not_implemented },
-	{ SMTP_VERB_AUTH,	ST_ANY,			do_not_implemented },
+	{ SMTP_VERB_STARTTLS,	ST_ANY,			do_starttls },
+	{ SMTP_VERB_AUTH,	ST_ANY,			do_auth },
 	{ SMTP_VERB_LHLO,	0,			NULL },
 };
 
@@ -615,8 +950,9 @@ log_queued(struct smtp_session *s, const char *id)
 {
 	struct smtp_tx *tx = s->tx;
 
-	log_info("%s: client=[%s]:%d helo=<%s> proto=%s", id, s->addr,
-	    s->port, s->helo, proto_name(s));
+	log_info("%s: client=[%s]:%d helo=<%s> proto=%s%s%s", id, s->addr,
+	    s->port, s->helo, proto_name(s), s->auth_user ?
+	    " sasl_username=" : "", s->auth_user ? s->auth_user : "");
 	log_info("%s: from=<%s> size=%llu nrcpt=%zu", id, tx->env.sender,
 	    spool_msg_len(tx->msg), tx->env.nrcpts);
 }
@@ -771,9 +1107,18 @@ read_command_line(struct smtp_session *s, struct evbuffer *in, size_t eol)
 	size_t len = eol;
 
 	evbuffer_remove(in, line, eol + 1);
-	if (s->is_trace)
-		log_info("[%s]:%d < %.*s", s->addr, s->port,
-		    (int)(len && line[len - 1] == '\r' ? len - 1 : len), line);
+	if (s->is_trace) {
+		/* Never log credentials: SASL responses and AUTH arguments. */
+		if (s->state == SMTP_STATE_AUTH)
+			log_info("[%s]:%d < (SASL response)", s->addr, s->port);
+		else if (len >= 5 && strncasecmp(line, "AUTH ", 5) == 0)
+			log_info("[%s]:%d < AUTH (arguments hidden)", s->addr,
+			    s->port);
+		else
+			log_info("[%s]:%d < %.*s", s->addr, s->port,
+			    (int)(len && line[len - 1] == '\r' ? len - 1 :
+			    len), line);
+	}
 	if (len == 0 || line[len - 1] != '\r') {
 		reply(s, REPLY_BARE_LF);
 		return;
@@ -781,6 +1126,12 @@ read_command_line(struct smtp_session *s, struct evbuffer *in, size_t eol)
 	len--;
 	if (memchr(line, '\r', len) != NULL) {
 		reply(s, REPLY_BARE_CR);
+		return;
+	}
+	if (s->state == SMTP_STATE_AUTH) {
+		line[len] = '\0';
+		auth_response(s, line);
+		mem_wipe(line, len);
 		return;
 	}
 	handle_command(s, line, len);
@@ -822,7 +1173,8 @@ process_input(struct smtp_session *s)
 		size_t before = evbuffer_get_length(in);
 		bool in_long = s->in_long_line;
 
-		if (before == 0)
+		if (before == 0 || s->state == SMTP_STATE_WAIT ||
+		    s->state == SMTP_STATE_TLS)
 			break;
 		if (s->state == SMTP_STATE_DATA) {
 			if (!read_data(s, in))
@@ -888,6 +1240,23 @@ session_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct smtp_session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->state == SMTP_STATE_TLS)
+			tls_established(s);
+		return;
+	}
+	if ((what & BEV_EVENT_ERROR) && s->state == SMTP_STATE_TLS) {
+		unsigned long code = bufferevent_get_openssl_error(bev);
+		char text[256] = "connection closed";
+
+		if (code)
+			ERR_error_string_n(code, text, sizeof(text));
+		log_warnx("[%s]:%d TLS handshake failed: %s", s->addr, s->port,
+		    text);
+		session_free(s);
+		return;
+	}
+
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("[%s]:%d timeout in state %s", s->addr, s->port,
 		    smtp_state_names[s->state]);
@@ -909,6 +1278,40 @@ session_event(struct bufferevent *bev, short what, void *arg)
 }
 
 /* ---- sessions and listeners ----------------------------------------- */
+
+static void
+linger_done(struct bufferevent *bev, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+static void
+linger_event(struct bufferevent *bev, short what, void *arg)
+{
+	bufferevent_free(bev);
+}
+
+/*
+ * Ends TLS with a close_notify (RFC 8446 §6.1) and lets the socket drain
+ * it for a bounded time on its own, detached from the session.
+ */
+static void
+close_tls(struct bufferevent *tls, struct bufferevent *raw)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(tls);
+
+	if (ssl)
+		(void)SSL_shutdown(ssl);
+	bufferevent_free(tls);
+	SSL_free(ssl);
+	ERR_clear_error();
+	bufferevent_setcb(raw, NULL, linger_done, linger_event, NULL);
+	bufferevent_disable(raw, EV_READ);
+	bufferevent_set_timeouts(raw, NULL, &(struct timeval){ 5, 0 });
+	bufferevent_enable(raw, EV_WRITE);
+	if (evbuffer_get_length(bufferevent_get_output(raw)) == 0)
+		bufferevent_free(raw);
+}
 
 static void
 server_maybe_done(struct smtp_server *srv)
@@ -934,9 +1337,17 @@ session_free(struct smtp_session *s)
 	    s->port, s->ncommands, s->nmessages);
 	tx_free(s->tx);
 	s->tx = NULL;
+	if (s->auth_check)
+		auth_check_cancel(s->auth_check);
+	if (s->auth_delay)
+		event_free(s->auth_delay);
+	free(s->auth_user);
 	if (s->is_counted_ip)
 		climit_del(srv->climit, (struct sockaddr *)&s->peer);
-	bufferevent_free(s->bev);
+	if (s->raw_bev)
+		close_tls(s->bev, s->raw_bev);
+	else
+		bufferevent_free(s->bev);
 	runtime_unref(s->rt);
 	if (s->prev)
 		s->prev->next = s->next;
@@ -986,8 +1397,10 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ?
 	    (size_t)salen : sizeof(s->peer));
 	sockaddr_text(sa, s->addr, sizeof(s->addr), &s->port);
-	s->is_relay_client = cidr_match_any(c->relay_networks.v,
+	s->in_relay_networks = cidr_match_any(c->relay_networks.v,
 	    c->relay_networks.len, sa);
+	s->is_loopback = strcmp(s->addr, "::1") == 0 ||
+	    strncmp(s->addr, "127.", 4) == 0;
 	s->is_trace = cidr_match_any(c->trace_clients.v, c->trace_clients.len,
 	    sa);
 	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -1010,7 +1423,7 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	    c->command_timeout, 0 }, NULL);
 	log_info("connect from [%s]:%d%s", s->addr, s->port,
 	    s->is_submission ? " (submission)" : "");
-	if (!s->is_relay_client) {
+	if (!s->in_relay_networks) {
 		per_ip = climit_add(srv->climit, sa);
 		s->is_counted_ip = true;
 	}

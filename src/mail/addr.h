@@ -32,19 +32,30 @@ enum addr_flags {
 };
 
 /*
- * Parses a Path starting at s, which must begin with '<'. An obsolete
- * source route (<@a,@b:user@c>) is accepted and discarded (RFC 5321 §4.1.2,
- * Appendix C). A bare local part without domain is only accepted with
- * ADDR_ALLOW_NO_DOMAIN and only for "postmaster" (any case).
- * *end is set to the character after '>'. Returns 0, or -1 with e->msg
- * saying what is wrong (e.g. "local part longer than 64 octets").
+ * Parses a Path starting at s, which must begin with '<' (NUL-terminated;
+ * parsing stops at the '>'). An obsolete source route
+ * (<@a,@b:user@c>) is checked and discarded (RFC 5321 §4.1.2, Appendix
+ * C). A bare local part without domain is only accepted with
+ * ADDR_ALLOW_NO_DOMAIN and only for "postmaster" (any case, unquoted, no
+ * source route). Relay tricks parse into what they are: "user%remote@
+ * local" has local part "user%remote", "user@remote@local" is an error.
+ * Non-ASCII octets must be well-formed UTF-8 and need ADDR_ALLOW_UTF8 (a
+ * caller that wants to tell "needs SMTPUTF8" apart from bad syntax parses
+ * with the flag and looks at has_utf8). Limits are in octets, quotes of a
+ * quoted local part included.
+ * On success, *end is set to the character after '>' and 0 is returned.
+ * On failure, -1 with e->msg saying what is wrong in a few English words
+ * (e.g. "local part longer than 64 octets"), *end untouched and *a zeroed.
  */
 int	addr_parse_path(const char *s, const char **end, int flags,
 	    struct addr *a, struct err *e);
-/* Parses a whole string "local@domain" (no angle brackets), same rules. */
+/* Parses a whole string "local@domain" (no angle brackets, nothing after
+ * it), same rules; "" is the null path (with ADDR_ALLOW_NULL). */
 int	addr_parse_mailbox(const char *s, int flags, struct addr *a,
 	    struct err *e);
-/* Writes "local@domain" ("" for the null path) into out; returns out. */
+/* Writes "local@domain" ("" for the null path, the local part alone for
+ * <postmaster>) into out, truncated to size; returns out. Parsing
+ * "<" out ">" again gives the same struct addr. */
 char	*addr_format(const struct addr *a, char *out, size_t size);
 /* ASCII case-insensitive domain comparison; one trailing dot ignored. */
 bool	addr_domain_equal(const char *a, const char *b);

@@ -44,7 +44,7 @@ header_received(struct buf *out, const char *helo, const char *client_addr,
 	buf_printf(out, " ([%s])\r\n\tby %s (smtpgate) with %s", client_addr,
 	    hostname, proto);
 	if (tls_info && *tls_info)
-		buf_printf(out, "\r\n\t(%s)", tls_info);
+		buf_printf(out, "\r\n\t(using %s)", tls_info);
 	buf_printf(out, " id %s", id);
 	if (for_rcpt) {
 		buf_puts(out, "\r\n\tfor <");

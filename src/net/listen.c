@@ -146,7 +146,8 @@ listen_try_bind(const char *addr, struct err *e)
 	int fd, one = 1, saved;
 
 	if (listen_parse_addr(addr, &ss, &sslen, e) == -1) {
-		e->errnum = EINVAL;
+		if (e != NULL)
+			e->errnum = EINVAL;
 		return -1;
 	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,

@@ -214,8 +214,14 @@ def size_parameter_too_big():
     s = start({"max_message_size": "100000"})
     r = greet(s)
     exp(r, "MAIL FROM:<alice@example.org> SIZE=100001", 552, "5.3.4")
-    exp(r, "MAIL FROM:<alice@example.org> SIZE=99999999999999999999999", 552,
+    # 20 digits (the RFC 1870 maximum), more than 2^64
+    exp(r, "MAIL FROM:<alice@example.org> SIZE=99999999999999999999", 552,
         "5.3.4")
+    # more than 20 digits is a syntax error
+    r.send("MAIL FROM:<alice@example.org> SIZE=999999999999999999999\r\n")
+    c, t = r.reply()
+    assert (c, t[:5]) in ((501, "5.5.4"), (552, "5.3.4"), (555, "5.5.4")), \
+        (c, t)
     exp(r, "MAIL FROM:<alice@example.org> SIZE=100000", 250, "2.1.0")
     exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
     exp(r, "QUIT", 221)
@@ -431,16 +437,29 @@ def fifty_megabyte_line_memory_bounded():
 
 @test
 def bare_lf_or_cr_in_command_line():
+    """Only CRLF ends a command line (RFC 5321 §2.3.8: no other sequence is
+    a line terminator): a line with a bare LF or CR in it gets one
+    500 5.5.2 and no part of it is executed."""
     s = start()
     r = greet(s)
-    # one line with a bare LF in it: one 500, no command executed
-    exp(r, "MAIL FROM:<alice@example.org>\nRCPT TO:<postmaster@localhost>",
-        500, "5.5.2")
+
+    def one_reply_only(bad):
+        exp(r, bad, 500, "5.5.2")
+        r.send("NOOP\r\n")
+        c, t = r.reply()
+        assert (c, t) == (250, "2.0.0 Ok"), (
+            "%r got a second reply %d %r: the server split the line at the "
+            "bare CR/LF and ran the rest as a command" % (bad, c, t))
+    one_reply_only("NOOP\rNOOP")
+    one_reply_only("NOOP\nNOOP\nNOOP")
+    one_reply_only("NOOP\nNOOP")
+    one_reply_only("MAIL FROM:<alice@example.org>\nRCPT TO:<x@example.test>")
+    # nothing of that line was executed: no transaction is open
     exp(r, "RCPT TO:<postmaster@localhost>", 503, "5.5.1")
-    exp(r, "NOOP\rNOOP", 500, "5.5.2")
-    exp(r, "NOOP", 250, "2.0.0")
-    exp(r, "NOOP\nNOOP\nNOOP", 500, "5.5.2")
-    exp(r, "NOOP", 250, "2.0.0")
+    # a bare LF cannot smuggle a command behind a refused one either
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    one_reply_only("RCPT TO:<bob@example.test>\nRSET")
+    exp(r, "DATA", 503, "5.5.1")
     # a NUL in a command line is refused too
     r.send(b"NOOP \x00x\r\n")
     c, t = r.reply()

@@ -355,17 +355,23 @@ def path_traversal_never_escapes():
     exp(r, "RSET", 250)
     r.close()
     # whatever is accepted gets a message: delivery is where it matters
-    r = greet(s)
-    exp(r, "MAIL FROM:<x@example.org>", 250, "2.1.0")
+    # (sessions kept under the error limit)
     accepted = []
-    for lp in refuse + maybe:
+    for i, lp in enumerate(refuse + maybe):
+        if i % 7 == 0:
+            if i:
+                exp(r, "QUIT", 221)
+            r = greet(s)
+            exp(r, "MAIL FROM:<x@example.org>", 250, "2.1.0")
         r.send("RCPT TO:<%s@example.test>\r\n" % lp)
         c, t = r.reply()
         if lp in maybe and c == 250:
             accepted.append(lp)
             continue
-        assert (c, t[:5]) in ((550, "5.1.1"), (501, "5.1.3")), \
-            "RCPT %r: %d %r" % (lp, c, t)
+        ok = [(550, "5.1.1"), (501, "5.1.3")]
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in lp):
+            ok.append((500, "5.5.2"))    # control byte in a command line
+        assert (c, t[:5]) in ok, "RCPT %r: %d %r" % (lp, c, t)
     for lp in safe:
         exp(r, "RCPT TO:<%s@example.test>" % lp, 250, "2.1.5")
     exp(r, "DATA", 354)

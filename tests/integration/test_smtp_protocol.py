@@ -493,6 +493,25 @@ def bdat_chunks():
 
 
 @test
+def bdat_zero_last_alone():
+    """BDAT 0 LAST in a write of its own (nothing pipelined after it) is
+    answered at once."""
+    s = start()
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    m = message("zero last alone").encode()
+    exp(r, b"BDAT %d\r\n%s" % (len(m), m), 250,
+        text="2.0.0 Ok: %d bytes received" % len(m))
+    r.sock.settimeout(5)
+    t = exp(r, b"BDAT 0 LAST\r\n", 250, "2.0.0")
+    assert ID_RE.match(t), t
+    exp(r, "QUIT", 221)
+    got = settle(s, "postmaster", 1)
+    assert got[0].endswith(m), got[0]
+
+
+@test
 def bdat_binary_safe_chunk_boundaries():
     """Chunk data that looks like commands is data; a CRLF split across two
     chunks is a CRLF (not a bare CR then a bare LF)."""

@@ -180,11 +180,24 @@ def bdat_bare_lf_refused_at_last():
     exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
     c = b"Subject: first\r\n\r\nbody\r.\r" + SMUGGLED
     exp(r, b"BDAT %d LAST\r\n%s" % (len(c), c), 554, "5.6.0")
-    # ending on a bare CR (the LF never comes)
+    # the LAST chunk ends on a bare CR (the LF never comes)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    c = b"Subject: first\r\n\r\nbody\r"
+    exp(r, b"BDAT %d LAST\r\n%s" % (len(c), c), 554, "5.6.0")
+    clean_message_then_check(s, r)
+
+
+@test
+def bdat_final_bare_cr_then_zero_last():
+    """A chunk ending in CR, then BDAT 0 LAST: the CR stays bare."""
+    s = start()
+    r = greet(s)
     exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
     exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
     c = b"Subject: first\r\n\r\nbody\r"
     exp(r, b"BDAT %d\r\n%s" % (len(c), c), 250, "2.0.0")
+    r.sock.settimeout(5)
     exp(r, b"BDAT 0 LAST\r\n", 554, "5.6.0")
     clean_message_then_check(s, r)
 

@@ -573,7 +573,8 @@ test_overrides(void)
 	};
 	char *bad[] = {
 		"max_recipients=12", "nonsense", "foo=bar",
-		"max_connections=lots", "listen=[::1]:25 # no comment here",
+		"max_connections=lots", "listen=[::1]:26 # a comment",
+		"user=a\tb", "user=a\rb", "", " = 1",
 	};
 	struct buf errs;
 	struct config *c;
@@ -589,16 +590,27 @@ test_overrides(void)
 		CHECK(c->proxy_protocol);
 	}
 	config_unref(c);
-	c = parse_ov("retry_min = 2h\n", bad, 5, &errs);
+	c = parse_ov("retry_min = 2h\n", bad, 9, &errs);
 	CHECK(c == NULL);
 	CHECK_STR(errs.data,
 	    "-o:2: expected KEY=VALUE, got 'nonsense'\n"
 	    "-o:3: unknown key 'foo'\n"
 	    "-o:4: bad value for max_connections: 'lots' (expected a "
 	    "number)\n"
-	    "-o:5: bad value for listen: '#' (expected host:port or "
-	    "[ipv6]:port)\n"
+	    "-o:6: bad value for user: 'a?b' (expected a user name)\n"
+	    "-o:7: control character in override\n"
+	    "-o:8: expected KEY=VALUE, got ''\n"
+	    "-o:9: missing key before '='\n"
 	    "t.conf:1: retry_min (2h) is greater than retry_max (1h)\n");
+	/* The same value syntax as the file: a trailing comment goes. */
+	{
+		char *o3[] = { "listen=[::1]:26 # a comment" };
+
+		c = parse_ov(NULL, o3, 1, &errs);
+		CHECK(c && c->listen.len == 1 &&
+		    strcmp(c->listen.v[0], "[::1]:26") == 0);
+		config_unref(c);
+	}
 	/* An override that breaks a rule is named as the place. */
 	{
 		char *o1[] = { "retry_max=1m" };

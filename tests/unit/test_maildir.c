@@ -137,7 +137,8 @@ test_unique_name(void)
 static void
 test_deliver(void)
 {
-	static const char spool[] = "HEADERMessage-Id: <1@x>\r\n\r\nbody\r\nTRAIL";
+	static const char spool[] =
+	    "HEADERMessage-Id: <1@x>\r\n\r\nbody\r\nTRAIL";
 	static const char prefix[] =
 	    "Return-Path: <a@b>\r\nDelivered-To: alice@localhost\r\n";
 	char po[128], path[512], name[256], name2[256], want[512];
