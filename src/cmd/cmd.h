@@ -47,5 +47,6 @@ struct config *cmd_load_config(const struct cmd_opts *o);
 int	cmd_serve(int argc, char **argv);
 int	cmd_check(int argc, char **argv);
 int	cmd_config(int argc, char **argv);
+int	cmd_passwd(int argc, char **argv);
 
 #endif

@@ -16,10 +16,11 @@ static const struct {
 	{ "serve",	cmd_serve },
 	{ "check",	cmd_check },
 	{ "config",	cmd_config },
+	{ "passwd",	cmd_passwd },
 };
 
 static const char *const planned[] = {
-	"sendmail", "queue", "passwd", "status", "mailq",
+	"sendmail", "queue", "status", "mailq",
 };
 
 static int
@@ -28,7 +29,8 @@ usage(void)
 	fprintf(stderr,
 	    "usage: smtpgate serve [-c FILE] [-o KEY=VALUE]...\n"
 	    "       smtpgate check [-c FILE] [-o KEY=VALUE]...\n"
-	    "       smtpgate config [-c FILE] [-o KEY=VALUE]...\n");
+	    "       smtpgate config [-c FILE] [-o KEY=VALUE]...\n"
+	    "       smtpgate passwd [-c FILE] USER   (password on stdin)\n");
 	return EXIT_USAGE;
 }
 

@@ -48,36 +48,53 @@ utf8_len(unsigned char c)
 	return 1;
 }
 
+/* True when the k bytes at p are one well-formed UTF-8 sequence. */
+static bool
+is_utf8_seq(const unsigned char *p, size_t k)
+{
+	if (k < 2)
+		return false;
+	for (size_t i = 1; i < k; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return false;
+	return true;
+}
+
 /*
  * Appends at most max bytes of s on one line: controls (CR, LF, TAB, ...)
- * become spaces, 8-bit bytes '?' unless is_utf8. A UTF-8 sequence is never
- * cut in the middle.
+ * become blanks, runs of blanks one blank, leading blanks are dropped (so
+ * that folding never makes a blank line), 8-bit bytes become '?' unless
+ * is_utf8 and well-formed. A UTF-8 sequence is never cut in the middle.
  */
 static void
 put_clean(struct buf *out, const char *s, size_t max, bool is_utf8)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	bool was_blank = true;
 	size_t n = 0;
 
 	while (*p && n < max) {
-		if (*p < 0x20 || *p == 0x7f) {
-			buf_putc(out, ' ');
-			p++, n++;
+		size_t k = 1;
+
+		if (*p <= 0x20 || *p == 0x7f) {
+			if (!was_blank)
+				buf_putc(out, ' ');
+			was_blank = true;
 		} else if (*p < 0x80) {
 			buf_putc(out, (char)*p);
-			p++, n++;
-		} else if (!is_utf8) {
-			buf_putc(out, '?');
-			p++, n++;
-		} else {
-			size_t k = utf8_len(*p);
-
+			was_blank = false;
+		} else if (is_utf8 && is_utf8_seq(p, utf8_len(*p))) {
+			k = utf8_len(*p);
 			if (n + k > max)
 				break;
-			for (size_t i = 0; i < k && p[i]; i++, n++)
-				buf_putc(out, (char)p[i]);
-			p += strnlen((const char *)p, k);
+			buf_append(out, p, k);
+			was_blank = false;
+		} else {
+			buf_putc(out, '?');
+			was_blank = false;
 		}
+		p += k;
+		n += k;
 	}
 }
 
@@ -109,15 +126,18 @@ static void
 put_folded(struct buf *out, const char *s, size_t len)
 {
 	while (len > FOLD_WIDTH) {
-		size_t cut = 0, i;
+		size_t start = 0, cut, i;
 
-		/* The last blank within the width, not the leading one. */
-		for (i = FOLD_WIDTH; i > 0; i--)
+		/* The last blank within the width after the first word. */
+		while (start < len && (s[start] == ' ' || s[start] == '\t'))
+			start++;
+		for (i = FOLD_WIDTH; i > start; i--)
 			if (s[i] == ' ' || s[i] == '\t')
 				break;
-		if (i > 0)
+		if (i > start)
 			cut = i;
 		else {
+			/* else the first blank, if the word is not too long */
 			for (i = FOLD_WIDTH + 1; i < len && i <= HARD_BREAK; i++)
 				if (s[i] == ' ' || s[i] == '\t')
 					break;
@@ -275,8 +295,10 @@ xtext_printable(const char *s, bool is_utf8)
 {
 	char *d = xtext_decode(s);
 
-	if (d == NULL)
+	if (d == NULL || *d == '\0') {
+		free(d);
 		return NULL;
+	}
 	for (const unsigned char *q = (unsigned char *)d; *q; q++)
 		if (*q < 0x20 || *q == 0x7f || (*q >= 0x80 && !is_utf8)) {
 			free(d);
