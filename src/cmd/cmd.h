@@ -48,5 +48,7 @@ int	cmd_serve(int argc, char **argv);
 int	cmd_check(int argc, char **argv);
 int	cmd_config(int argc, char **argv);
 int	cmd_passwd(int argc, char **argv);
+int	cmd_queue(int argc, char **argv);
+int	cmd_status(int argc, char **argv);
 
 #endif

@@ -35,10 +35,12 @@
 #include "lib/str.h"
 #include "net/listen.h"
 #include "gate/config.h"
+#include "gate/ctl.h"
 #include "gate/runtime.h"
 #include "gate/sched.h"
 #include "gate/smtp_server.h"
 #include "gate/spool.h"
+#include "gate/stats.h"
 
 #define SHUTDOWN_GRACE	10	/* seconds for transactions to finish */
 
@@ -56,6 +58,7 @@ struct serve {
 	struct spool		*spool;
 	struct sched		*sched;
 	struct smtp_server	*server;
+	struct ctl		*ctl;
 	struct pending_bind	*pending;
 	struct event		*bind_ev;
 	bool			 is_privileged;	/* still root, to drop */
@@ -67,13 +70,50 @@ queued(void *arg, const char *id)
 {
 	struct serve *sv = arg;
 
+	stats.queue_size++;
 	sched_enqueue(sv->sched, id);
+}
+
+/* The control socket's verbs (gate/ctl.h). */
+static int
+control(void *arg, const char *verb, const char *param, struct buf *out)
+{
+	struct serve *sv = arg;
+	struct err e;
+
+	err_clear(&e);
+	if (strcmp(verb, "status") == 0) {
+		stats_format(out);
+		return 0;
+	}
+	if (strcmp(verb, "flush") == 0) {
+		sched_flush(sv->sched);
+		return 0;
+	}
+	if (param == NULL || !spool_id_valid(param)) {
+		buf_printf(out, "%s needs a queue id", verb);
+		return -1;
+	}
+	if (strcmp(verb, "enqueue") == 0) {
+		queued(sv, param);
+		return 0;
+	}
+	if ((strcmp(verb, "hold") == 0 &&
+	    sched_hold(sv->sched, param, true, &e) == 0) ||
+	    (strcmp(verb, "release") == 0 &&
+	    sched_hold(sv->sched, param, false, &e) == 0) ||
+	    (strcmp(verb, "delete") == 0 &&
+	    sched_delete(sv->sched, param, &e) == 0))
+		return 0;
+	buf_puts(out, e.msg[0] ? (e.errnum == ENOENT ? "no such message in "
+	    "the queue" : e.msg) : "unknown command");
+	return -1;
 }
 
 static void
 recovered(void *arg, const char *id)
 {
-	queued(arg, id);
+	sched_enqueue(((struct serve *)arg)->sched, id);
 }
 
 /* Makes dir and everything below it owned by uid:gid if it is not yet. */
@@ -348,6 +388,8 @@ cmd_serve(int argc, char **argv)
 		fatalx(EXIT_TEMPFAIL, "fatal: spool recovery: %s", e.msg);
 	log_info("spool %s recovered: %ld message(s) queued",
 	    sv.rt->cfg->spool_dir, n);
+	stats.queue_size = (unsigned long long)n;
+	stats.started = time(NULL);
 
 	/* 2. Signals, then listeners. */
 	sv.server = smtp_server_new(sv.base, sv.spool, sv.rt, queued, &sv);
@@ -357,6 +399,14 @@ cmd_serve(int argc, char **argv)
 	event_add(ev_term, NULL);
 	event_add(ev_int, NULL);
 	event_add(ev_hup, NULL);
+	{
+		char *path = xasprintf("%s/ctl.sock", sv.rt->cfg->spool_dir);
+
+		sv.ctl = ctl_new(sv.base, path, control, &sv, &e);
+		if (sv.ctl == NULL)
+			fatalx(EXIT_TEMPFAIL, "fatal: %s", e.msg);
+		free(path);
+	}
 	open_listeners(&sv);
 	log_info("smtpgate ready: hostname %s, spool %s, postoffice %s",
 	    sv.rt->cfg->hostname, sv.rt->cfg->spool_dir,
@@ -375,6 +425,7 @@ cmd_serve(int argc, char **argv)
 	event_free(ev_term);
 	event_free(ev_int);
 	event_free(ev_hup);
+	ctl_free(sv.ctl);
 	smtp_server_free(sv.server);
 	sched_free(sv.sched);
 	spool_close(sv.spool);

@@ -5,6 +5,7 @@
  */
 #include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cmd/cmd.h"
@@ -17,10 +18,12 @@ static const struct {
 	{ "check",	cmd_check },
 	{ "config",	cmd_config },
 	{ "passwd",	cmd_passwd },
+	{ "queue",	cmd_queue },
+	{ "status",	cmd_status },
 };
 
 static const char *const planned[] = {
-	"sendmail", "queue", "status", "mailq",
+	"sendmail",
 };
 
 static int
@@ -30,7 +33,10 @@ usage(void)
 	    "usage: smtpgate serve [-c FILE] [-o KEY=VALUE]...\n"
 	    "       smtpgate check [-c FILE] [-o KEY=VALUE]...\n"
 	    "       smtpgate config [-c FILE] [-o KEY=VALUE]...\n"
-	    "       smtpgate passwd [-c FILE] USER   (password on stdin)\n");
+	    "       smtpgate passwd [-c FILE] USER   (password on stdin)\n"
+	    "       smtpgate queue [-c FILE] list [--json] | show ID | flush |"
+	    " hold ID | release ID | delete ID\n"
+	    "       smtpgate status [-c FILE]\n");
 	return EXIT_USAGE;
 }
 
@@ -38,6 +44,22 @@ int
 main(int argc, char **argv)
 {
 	const char *self = basename(argv[0]);
+
+	if (strcmp(self, "mailq") == 0) {
+		/* mailq [-c FILE] [-o K=V]... is `queue list` */
+		char **args = calloc((size_t)argc + 2, sizeof(char *));
+		int rc;
+
+		if (args == NULL)
+			return EXIT_OSERR;
+		args[0] = "queue";
+		for (int i = 1; i < argc; i++)
+			args[i] = argv[i];
+		args[argc] = "list";
+		rc = cmd_queue(argc + 1, args);
+		free(args);
+		return rc;
+	}
 
 	for (size_t i = 0; i < sizeof(planned) / sizeof(planned[0]); i++)
 		if (strcmp(self, planned[i]) == 0 ||

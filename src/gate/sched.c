@@ -33,6 +33,7 @@
 #include "gate/maildir.h"
 #include "gate/runtime.h"
 #include "gate/spool.h"
+#include "gate/stats.h"
 
 struct retry {
 	char		 id[SPOOL_ID_LEN + 1];
@@ -49,6 +50,7 @@ struct sched {
 	size_t			 ready_head, ready_len, ready_size;
 	struct event		*run_ev;
 	struct retry		*retries;
+	long long		 flush_time;	/* last `queue flush` */
 };
 
 static void	run_one(evutil_socket_t fd, short what, void *arg);
@@ -201,18 +203,21 @@ deliver_local_rcpt(struct sched *sc, const char *id, struct envelope *env,
 	    prefix.data, prefix.len, fd, off, (off_t)env->data_len, NULL, 0,
 	    &e) == 0) {
 		r->status = RCPT_SENT;
+		stats.delivered++;
 		r->reply = xstrdup("delivered to maildir");
 		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
 		    "status=sent (delivered to maildir)", id, r->orig,
 		    r->target, delay);
 	} else if (now - (long long)env->arrival >= c->queue_lifetime) {
 		r->status = RCPT_BOUNCED;
+		stats.bounced++;
 		r->reply = xstrdup(e.msg);
 		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
 		    "status=bounced (%s; queue_lifetime passed)", id, r->orig,
 		    r->target, delay, e.msg);
 	} else {
 		r->status = RCPT_DEFERRED;
+		stats.deferred++;
 		r->reply = xstrdup(e.msg);
 		r->next_try = now + sched_backoff(c->retry_min, c->retry_max,
 		    r->attempts);
@@ -252,7 +257,8 @@ process(struct sched *sc, const char *id)
 		if (r->kind != RCPT_LOCAL ||
 		    (r->status != RCPT_PENDING && r->status != RCPT_DEFERRED))
 			continue;
-		if (r->status == RCPT_DEFERRED && r->next_try > now) {
+		if (r->status == RCPT_DEFERRED && r->next_try > now &&
+		    r->last_try >= sc->flush_time) {
 			if (next == 0 || r->next_try < next)
 				next = r->next_try;
 			continue;
@@ -267,8 +273,11 @@ process(struct sched *sc, const char *id)
 		if (spool_remove(sc->sp, id, &e) == -1)
 			log_warnx("%s: cannot remove from the queue: %s", id,
 			    e.msg);
-		else
+		else {
 			log_info("%s: removed", id);
+			if (stats.queue_size)
+				stats.queue_size--;
+		}
 		goto out;
 	}
 	if (changed && spool_save_state(sc->sp, id, &env, &e) == -1)
@@ -295,4 +304,81 @@ run_one(evutil_socket_t fd, short what, void *arg)
 	process(sc, id);
 	if (sc->ready_len > 0)
 		event_active(sc->run_ev, 0, 0);
+}
+
+/* Drops the retry timer of id, if any. */
+static void
+cancel_retry(struct sched *sc, const char *id)
+{
+	for (struct retry *r = sc->retries, *next; r; r = next) {
+		next = r->next;
+		if (strcmp(r->id, id) == 0)
+			retry_free(r);
+	}
+}
+
+static void
+enqueue_cb(void *arg, const char *id)
+{
+	struct sched *sc = arg;
+
+	cancel_retry(sc, id);
+	sched_enqueue(sc, id);
+}
+
+void
+sched_flush(struct sched *sc)
+{
+	struct err e;
+
+	/* Attempts before this moment no longer delay the next one. */
+	sc->flush_time = time(NULL) + 1;
+	err_clear(&e);
+	if (spool_scan(sc->sp, enqueue_cb, sc, &e) == -1)
+		log_warnx("queue flush: %s", e.msg);
+	log_info("queue flush: every queued message scheduled now");
+}
+
+int
+sched_hold(struct sched *sc, const char *id, bool hold, struct err *e)
+{
+	struct envelope env;
+	int rc;
+
+	envelope_init(&env);
+	rc = spool_load(sc->sp, id, &env, NULL, NULL, e);
+	if (rc == 0 && env.is_held != hold) {
+		env.is_held = hold;
+		rc = spool_save_state(sc->sp, id, &env, e);
+	}
+	envelope_clear(&env);
+	if (rc == -1)
+		return -1;
+	log_info("%s: %s", id, hold ? "held" : "released");
+	if (hold)
+		cancel_retry(sc, id);
+	else
+		sched_enqueue(sc, id);
+	return 0;
+}
+
+int
+sched_delete(struct sched *sc, const char *id, struct err *e)
+{
+	struct envelope env;
+
+	envelope_init(&env);
+	if (spool_load(sc->sp, id, &env, NULL, NULL, e) == -1 &&
+	    e->errnum == ENOENT) {
+		envelope_clear(&env);
+		return -1;
+	}
+	envelope_clear(&env);
+	cancel_retry(sc, id);
+	if (spool_remove(sc->sp, id, e) == -1)
+		return -1;
+	log_info("%s: removed (deleted by the administrator)", id);
+	if (stats.queue_size)
+		stats.queue_size--;
+	return 0;
 }

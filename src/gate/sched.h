@@ -7,8 +7,10 @@
 #ifndef SMTPGATE_GATE_SCHED_H
 #define SMTPGATE_GATE_SCHED_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
+struct err;
 struct event_base;
 struct runtime;
 struct spool;
@@ -22,6 +24,13 @@ void		 sched_free(struct sched *sc);
 void		 sched_set_runtime(struct sched *sc, struct runtime *rt);
 /* Schedules queued message id for an attempt as soon as possible. */
 void		 sched_enqueue(struct sched *sc, const char *id);
+/* Retries every message now, deferred recipients included. */
+void		 sched_flush(struct sched *sc);
+/* Holds (or releases) message id: a held message is never attempted. */
+int		 sched_hold(struct sched *sc, const char *id, bool hold,
+		    struct err *e);
+/* Removes message id from the queue without delivering it. */
+int		 sched_delete(struct sched *sc, const char *id, struct err *e);
 /* Messages waiting for their turn now (not counting retry timers). */
 size_t		 sched_ready_count(const struct sched *sc);
 

@@ -53,9 +53,11 @@
 #include "gate/addrmap.h"
 #include "gate/climit.h"
 #include "gate/config.h"
+#include "gate/route.h"
 #include "gate/runtime.h"
 #include "gate/smtp_auth.h"
 #include "gate/spool.h"
+#include "gate/stats.h"
 
 #define INPUT_MAX	(256 * 1024)	/* bytes read ahead of processing */
 #define OUTPUT_MAX	(64 * 1024)	/* queued replies before we stop reading */
@@ -392,69 +394,36 @@ do_mail(struct smtp_session *s, const struct smtp_cmd *cmd)
 	reply(s, REPLY_MAIL_OK);
 }
 
-static bool
-session_is_local(void *arg, const char *domain)
-{
-	return config_is_local_domain(arg, domain);
-}
-
 static void
 do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 {
 	const struct config *c = cfg_of(s);
 	struct smtp_tx *tx = s->tx;
 	char rcpt[ADDR_MAX + 1];
-	const char *domain = cmd->addr.domain;
-	const char *notify = cmd->notify[0] ? cmd->notify : NULL;
-	const char *orcpt = cmd->orcpt[0] ? cmd->orcpt : NULL;
-	struct route_list routes = { NULL, 0 };
 	struct err e;
 
 	if (tx->nrcpt_cmds >= c->max_recipients) {
 		reply(s, REPLY_TOO_MANY_RCPTS);
 		return;
 	}
-	addr_format(&cmd->addr, rcpt, sizeof(rcpt));
-	if (domain[0] == '\0' || config_is_local_domain(c, domain)) {
-		err_clear(&e);
-		if (cmd->addr.is_quoted ||
-		    addrmap_resolve(s->rt->map, cmd->addr.local,
-		    domain[0] ? domain : c->local_domains.v[0],
-		    c->recipient_delimiter, session_is_local, (void *)c,
-		    &routes, &e) == -1) {
-			log_info("[%s]:%d reject RCPT <%s>: %s", s->addr,
-			    s->port, rcpt, e.msg[0] ? e.msg :
-			    "quoted local part");
-			route_list_clear(&routes);
-			reply(s, REPLY_USER_UNKNOWN, rcpt,
-			    "User unknown in local recipient table");
-			return;
-		}
-		if (domain[0] == '\0') {
-			/* <postmaster>: record it with a local domain. */
-			snprintf(rcpt, sizeof(rcpt), "%s@%s", cmd->addr.local,
-			    c->local_domains.v[0]);
-		}
-		for (size_t i = 0; i < routes.len; i++) {
-			enum rcpt_kind kind = routes.v[i].kind == ROUTE_MAILBOX
-			    ? RCPT_LOCAL : RCPT_REMOTE;
-			if (envelope_find_rcpt(&tx->env, kind,
-			    routes.v[i].name) == -1)
-				envelope_add_rcpt(&tx->env, kind,
-				    routes.v[i].name, rcpt, notify, orcpt);
-		}
-		route_list_clear(&routes);
-	} else {
+	err_clear(&e);
+	switch (route_rcpt(s->rt, &cmd->addr, may_relay(s),
+	    cmd->notify[0] ? cmd->notify : NULL,
+	    cmd->orcpt[0] ? cmd->orcpt : NULL, &tx->env, rcpt, &e)) {
+	case ROUTE_UNKNOWN_USER:
+		log_info("[%s]:%d reject RCPT <%s>: %s", s->addr, s->port,
+		    rcpt, e.msg);
+		reply(s, REPLY_USER_UNKNOWN, rcpt,
+		    "User unknown in local recipient table");
+		return;
+	case ROUTE_RELAY_DENIED:
 		/* Never an open relay (SPEC §3). */
-		if (!may_relay(s)) {
-			log_info("[%s]:%d reject RCPT <%s>: relay access "
-			    "denied", s->addr, s->port, rcpt);
-			reply(s, REPLY_RELAY_DENIED, rcpt);
-			return;
-		}
-		if (envelope_find_rcpt(&tx->env, RCPT_REMOTE, rcpt) == -1)
-			envelope_add_rcpt(&tx->env, RCPT_REMOTE, rcpt, rcpt,
-			    notify, orcpt);
+		log_info("[%s]:%d reject RCPT <%s>: relay access denied",
+		    s->addr, s->port, rcpt);
+		reply(s, REPLY_RELAY_DENIED, rcpt);
+		return;
+	case ROUTE_ACCEPTED:
+		break;
 	}
 	tx->nrcpt_cmds++;
 	enter_state(s, SMTP_STATE_RCPT);
@@ -992,11 +961,13 @@ finish_message(struct smtp_session *s)
 		/* Committed: the message is on stable storage. */
 		str_copy(id, spool_msg_id(tx->msg), sizeof(id));
 		log_queued(s, id);
+		stats.accepted++;
 		reply(s, REPLY_QUEUED, id);
 		tx_reset(s);
 		s->srv->queued(s->srv->queued_arg, id);
 		return;
 	}
+	stats.rejected++;
 	tx_reset(s);
 }
 
@@ -1356,6 +1327,7 @@ session_free(struct smtp_session *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	srv->nsessions--;
+	stats.sessions--;
 	free(s);
 	server_maybe_done(srv);
 }
@@ -1416,6 +1388,8 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 		srv->sessions->prev = s;
 	srv->sessions = s;
 	srv->nsessions++;
+	stats.sessions++;
+	stats.connections++;
 	bufferevent_setcb(s->bev, session_read, session_write, session_event,
 	    s);
 	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);

@@ -33,6 +33,8 @@
 #define DATA_LINE_LEN		26
 
 struct spool {
+	uid_t	 uid;		/* owner of spool_dir: files are made its own */
+	gid_t	 gid;
 	char	*dir;
 	char	*tmp_dir;
 	char	*queue_dir;
@@ -116,6 +118,17 @@ spool_open(const char *dir, struct err *e)
 		spool_close(sp);
 		return NULL;
 	}
+	{
+		struct stat st;
+
+		if (stat(dir, &st) == -1) {
+			err_sys(e, "spool: stat %s", dir);
+			spool_close(sp);
+			return NULL;
+		}
+		sp->uid = st.st_uid;
+		sp->gid = st.st_gid;
+	}
 	return sp;
 }
 
@@ -142,6 +155,17 @@ static int
 cmp_str(const void *a, const void *b)
 {
 	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/*
+ * Root writing into a spool that belongs to the server's user (sendmail,
+ * queue hold without a server) gives the file to that user, or the server
+ * could not read it.
+ */
+static bool
+must_chown(const struct spool *sp)
+{
+	return geteuid() == 0 && sp->uid != 0;
 }
 
 /* Names in dir (without "." entries), sorted; caller frees each and v. */
@@ -286,6 +310,10 @@ spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
 			err_sys(e, "spool: create %s", m->tmp_path);
 			goto fail;
 		}
+	}
+	if (must_chown(sp) && fchown(m->fd, sp->uid, sp->gid) == -1) {
+		err_sys(e, "spool: chown %s", m->tmp_path);
+		goto fail;
 	}
 	/* The header ends with a fixed-width data line, patched at commit. */
 	copy.data_len = 0;
@@ -511,6 +539,13 @@ spool_save_state(struct spool *sp, const char *id, const struct envelope *env,
 	envelope_format_state(env, &b);
 	rc = fsio_write_atomic(sp->state_dir, id, b.data, b.len, 0600, e);
 	buf_clear(&b);
+	if (rc == 0 && must_chown(sp)) {
+		char path[PATH_MAX];
+
+		if (fsio_join(path, sizeof(path), sp->state_dir, id) == -1 ||
+		    chown(path, sp->uid, sp->gid) == -1)
+			return err_sys(e, "spool: chown state of %s", id);
+	}
 	return rc;
 }
 

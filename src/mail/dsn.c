@@ -33,6 +33,7 @@ const char *const dsn_kind_names[] = {
 #define FOLD_WIDTH	78	/* RFC 5322 §2.1.1 "SHOULD" */
 #define LINE_MAX_OCTETS	998	/* RFC 5322 §2.1.1 "MUST" */
 #define HARD_BREAK	980	/* split point when there is no blank */
+#define TEXT_WIDTH	72	/* the explanation for a person */
 #define ADDR_OUT_MAX	512
 
 /* Length of the UTF-8 sequence a byte starts (1 for anything odd). */
@@ -153,6 +154,49 @@ put_folded(struct buf *out, const char *s, size_t len)
 			/* hard break: the continuation needs its blank */
 			buf_putc(out, ' ');
 		}
+	}
+	buf_append(out, s, len);
+	buf_puts(out, "\r\n");
+}
+
+/*
+ * Appends text for a person, wrapped at TEXT_WIDTH: a break replaces a
+ * blank, continuation lines start with indent blanks, and a word too long
+ * for any line is split.
+ */
+static void
+put_wrapped(struct buf *out, const char *s, size_t len, size_t indent)
+{
+	size_t width = TEXT_WIDTH, i;
+
+	while (len > width) {
+		for (i = width; i > 0 && s[i] != ' '; i--)
+			;
+		if (i > 0) {
+			buf_append(out, s, i);
+			s += i + 1;
+			len -= i + 1;
+		} else {
+			for (i = width + 1; i < len && s[i] != ' ' &&
+			    i < HARD_BREAK - indent; i++)
+				;
+			if (i >= len)
+				break;
+			if (s[i] == ' ') {
+				buf_append(out, s, i);
+				s += i + 1;
+				len -= i + 1;
+			} else {
+				i = char_start(s, i);
+				buf_append(out, s, i);
+				s += i;
+				len -= i;
+			}
+		}
+		buf_puts(out, "\r\n");
+		for (i = 0; i < indent; i++)
+			buf_putc(out, ' ');
+		width = TEXT_WIDTH - indent;
 	}
 	buf_append(out, s, len);
 	buf_puts(out, "\r\n");
@@ -404,11 +448,11 @@ build_status(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	buf_clear(&v);
 }
 
-/* Appends a paragraph: the words of s, folded at FOLD_WIDTH. */
+/* Appends a paragraph: the words of s, wrapped at TEXT_WIDTH. */
 static void
 put_text(struct buf *out, const char *s)
 {
-	put_folded(out, s, strlen(s));
+	put_wrapped(out, s, strlen(s), 0);
 }
 
 /* One line per recipient: "<addr> (expanded from <orig>): reason". */
@@ -439,7 +483,7 @@ put_rcpt_line(struct buf *out, const struct dsn_params *p,
 	put_clean(&line, reply ? reply : (p->kind == DSN_FAILED ?
 	    "delivery failed" : "delivery temporarily failed"), DSN_DIAG_MAX,
 	    is_utf8);
-	put_folded(out, line.data, line.len);
+	put_wrapped(out, line.data, line.len, 4);
 	buf_puts(out, "\r\n");
 	buf_clear(&line);
 }
@@ -456,7 +500,7 @@ build_text(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	buf_puts(&line, "This is the mail system at host ");
 	put_clean(&line, p->hostname, 255, false);
 	buf_puts(&line, ".");
-	put_folded(out, line.data, line.len);
+	put_wrapped(out, line.data, line.len, 0);
 	buf_puts(out, "\r\n");
 	if (p->kind == DSN_FAILED) {
 		put_text(out, "Your message could not be delivered to one or "
@@ -474,14 +518,14 @@ build_text(struct buf *out, const struct dsn_params *p, bool is_utf8)
 		    "trying until %s; if it still cannot deliver the message "
 		    "by then, it will give up and send you a final notice.",
 		    p->retry_until > 0 ? until : "the message expires");
-		put_folded(out, line.data, line.len);
+		put_wrapped(out, line.data, line.len, 0);
 	}
 	buf_puts(out, "\r\n");
 	buf_reset(&line);
 	buf_puts(&line, "Queue ID: ");
 	put_clean(&line, p->queue_id, 64, false);
 	buf_printf(&line, ", received %s.", arrived);
-	put_folded(out, line.data, line.len);
+	put_wrapped(out, line.data, line.len, 0);
 	buf_puts(out, "\r\n");
 	for (size_t i = 0; i < p->nrcpts; i++)
 		put_rcpt_line(out, p, &p->rcpts[i], is_utf8);
@@ -608,7 +652,9 @@ static void
 put_part(struct buf *out, const char *boundary, const char *description,
     const char *type, bool is_utf8, const struct buf *content)
 {
-	buf_printf(out, "--%s\r\n", boundary);
+	/* The CRLF before "--" belongs to the delimiter (RFC 2046 §5.1.1),
+	 * so the content keeps its own last line end. */
+	buf_printf(out, "\r\n--%s\r\n", boundary);
 	buf_printf(out, "Content-Description: %s\r\n", description);
 	buf_printf(out, "Content-Type: %s\r\n", type);
 	if (is_utf8)
@@ -640,7 +686,7 @@ dsn_format(struct buf *out, const struct dsn_params *p)
 	choose_boundary(&boundary, p, parts, nparts);
 
 	put_header(out, p, boundary.data, is_utf8);
-	buf_puts(out, "This is a MIME-encapsulated message.\r\n\r\n");
+	buf_puts(out, "This is a MIME-encapsulated message.\r\n");
 	put_part(out, boundary.data, "Notification", is_utf8 ?
 	    "text/plain; charset=utf-8" : "text/plain; charset=us-ascii",
 	    is_utf8, &parts[0]);
@@ -652,7 +698,7 @@ dsn_format(struct buf *out, const struct dsn_params *p)
 		    "Undelivered Message Headers" : "Delayed Message Headers",
 		    is_utf8 ? "message/global-headers" : "text/rfc822-headers",
 		    is_utf8, &parts[2]);
-	buf_printf(out, "--%s--\r\n", boundary.data);
+	buf_printf(out, "\r\n--%s--\r\n", boundary.data);
 
 	for (size_t i = 0; i < 3; i++)
 		buf_clear(&parts[i]);

@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <arpa/nameser.h>
 #include <ares.h>
+#include <errno.h>
 #include <event2/event.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -99,7 +100,8 @@ static int
 parse_server(const char *s, struct ares_addr_port_node *n, struct err *e)
 {
 	char host[INET6_ADDRSTRLEN + 1];
-	const char *port = NULL, *end;
+	const char *h = s, *port = NULL, *end;
+	bool is_bracketed = s[0] == '[';
 	size_t len;
 	long v;
 	char *ep;
@@ -110,40 +112,39 @@ parse_server(const char *s, struct ares_addr_port_node *n, struct err *e)
 		n->family = AF_INET6;
 		return 0;
 	}
-	if (s[0] == '[') {
-		if ((end = strchr(s, ']')) == NULL)
+	if (is_bracketed) {
+		h = s + 1;
+		if ((end = strchr(h, ']')) == NULL)
 			return err_set(e, "dns server \"%s\": missing ]", s);
 		if (end[1] == ':')
 			port = end + 2;
 		else if (end[1] != '\0')
 			return err_set(e, "dns server \"%s\": junk after ]", s);
-		s++;
-	} else {
-		end = strchr(s, ':');
-		if (end != NULL)
-			port = end + 1;
-		else
-			end = s + strlen(s);
-	}
-	len = (size_t)(end - s);
+	} else if ((end = strchr(h, ':')) != NULL)
+		port = end + 1;
+	else
+		end = h + strlen(h);
+	len = (size_t)(end - h);
 	if (len == 0 || len >= sizeof(host))
 		return err_set(e, "dns server \"%s\": expected ip[:port] or "
 		    "[ipv6]:port", s);
-	memcpy(host, s, len);
+	memcpy(host, h, len);
 	host[len] = '\0';
-	if (s[-1] == '[' && inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
+	if (is_bracketed && inet_pton(AF_INET6, host, &n->addr.addr6) == 1)
 		n->family = AF_INET6;
-	else if (s[-1] != '[' && inet_pton(AF_INET, host, &n->addr.addr4) == 1)
+	else if (!is_bracketed &&
+	    inet_pton(AF_INET, host, &n->addr.addr4) == 1)
 		n->family = AF_INET;
 	else
 		return err_set(e, "dns server \"%s\": expected ip[:port] or "
-		    "[ipv6]:port", s[-1] == '[' ? s - 1 : s);
+		    "[ipv6]:port", s);
 	if (port != NULL) {
+		errno = 0;
 		v = strtol(port, &ep, 10);
-		if (*port < '0' || *port > '9' || *ep != '\0' || v < 1 ||
-		    v > 65535)
+		if (*port < '0' || *port > '9' || *ep != '\0' || errno != 0 ||
+		    v < 1 || v > 65535)
 			return err_set(e, "dns server \"%s\": port must be a "
-			    "number 1-65535", s[-1] == '[' ? s - 1 : s);
+			    "number 1-65535", s);
 		n->udp_port = n->tcp_port = (int)v;
 	}
 	return 0;
@@ -239,6 +240,7 @@ open_channel(struct dns *d, struct err *e)
 	/* Mail domains are absolute: no search list (ndomains 0). */
 	o.domains = NULL;
 	o.ndomains = 0;
+	/* Addresses: /etc/hosts, then DNS ("localhost" as relay_host). */
 	o.lookups = lookups;
 	mask = ARES_OPT_TIMEOUTMS | ARES_OPT_TRIES | ARES_OPT_SOCK_STATE_CB |
 	    ARES_OPT_DOMAINS | ARES_OPT_LOOKUPS;

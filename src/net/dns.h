@@ -91,16 +91,17 @@ void		 dns_free(struct dns *d);
 struct dns_query *dns_lookup_mx(struct dns *d, const char *domain,
 		    dns_mx_fn cb, void *arg);
 /*
- * Looks up the AAAA and A records of host (borrowed); an IP literal
- * ("192.0.2.1", "::1") answers itself without the network. DNS_NOTFOUND
- * and DNS_NODATA both mean "no address" (c-ares does not always tell them
- * apart here). Handle as for dns_lookup_mx.
+ * Looks up the AAAA and A records of host (borrowed): /etc/hosts first,
+ * then DNS. A bare IP literal ("192.0.2.1", "::1", no brackets) answers
+ * itself without the network. DNS_NOTFOUND and DNS_NODATA both mean "no
+ * address" (c-ares does not always tell them apart here). Handle as for
+ * dns_lookup_mx.
  */
 struct dns_query *dns_lookup_addr(struct dns *d, const char *host,
 		    dns_addr_fn cb, void *arg);
 /*
  * Abandons a look-up whose callback has not started: the callback will not
- * be called and the handle is invalid afterwards.
+ * be called and the handle is invalid afterwards. dns_cancel(NULL) is fine.
  */
 void		 dns_cancel(struct dns_query *q);
 

@@ -251,7 +251,7 @@ show_log(void)
 static pid_t
 spawn_dnsmasq(const char *conf, int port)
 {
-	char portopt[32], confopt[128], logpath[128];
+	char portopt[32], confopt[256], logpath[128];
 	pid_t pid;
 	int fd;
 
