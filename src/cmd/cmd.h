@@ -50,5 +50,6 @@ int	cmd_config(int argc, char **argv);
 int	cmd_passwd(int argc, char **argv);
 int	cmd_queue(int argc, char **argv);
 int	cmd_status(int argc, char **argv);
+int	cmd_sendmail(int argc, char **argv);
 
 #endif

@@ -20,10 +20,7 @@ static const struct {
 	{ "passwd",	cmd_passwd },
 	{ "queue",	cmd_queue },
 	{ "status",	cmd_status },
-};
-
-static const char *const planned[] = {
-	"sendmail",
+	{ "sendmail",	cmd_sendmail },
 };
 
 static int
@@ -36,7 +33,9 @@ usage(void)
 	    "       smtpgate passwd [-c FILE] USER   (password on stdin)\n"
 	    "       smtpgate queue [-c FILE] list [--json] | show ID | flush |"
 	    " hold ID | release ID | delete ID\n"
-	    "       smtpgate status [-c FILE]\n");
+	    "       smtpgate status [-c FILE]\n"
+	    "       smtpgate sendmail [-t] [-i] [-f SENDER] [-F NAME] "
+	    "[RCPT...]\n");
 	return EXIT_USAGE;
 }
 
@@ -61,13 +60,8 @@ main(int argc, char **argv)
 		return rc;
 	}
 
-	for (size_t i = 0; i < sizeof(planned) / sizeof(planned[0]); i++)
-		if (strcmp(self, planned[i]) == 0 ||
-		    (argc > 1 && strcmp(argv[1], planned[i]) == 0)) {
-			fprintf(stderr, "smtpgate: '%s' is not available in "
-			    "this build yet\n", planned[i]);
-			return EXIT_USAGE;
-		}
+	if (strcmp(self, "sendmail") == 0)
+		return cmd_sendmail(argc, argv);
 	if (argc < 2)
 		return usage();
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)

@@ -28,6 +28,23 @@ int	maildir_deliver(const char *postoffice, const char *mailbox,
 	    int fd, off_t offset, off_t len, char *name_out,
 	    size_t name_size, struct err *e);
 /*
+ * The same, idempotent: the file in new/ is called name (see
+ * maildir_queue_name), and if new/name already exists the message was
+ * delivered by an earlier attempt that crashed before recording it, so
+ * nothing is written. Returns 0 (delivered now), 1 (was already there)
+ * or -1 with e filled.
+ */
+int	maildir_deliver_once(const char *postoffice, const char *mailbox,
+	    const char *name, const char *prefix, size_t prefix_len, int fd,
+	    off_t offset, off_t len, struct err *e);
+/*
+ * A unique name for recipient index of queued message id:
+ * "SECONDS.S<id>R<index>.HOST", escaped as below. Unique because queue
+ * ids are, and the same on every attempt.
+ */
+int	maildir_queue_name(char *out, size_t size, long long sec,
+	    const char *id, size_t index, const char *hostname);
+/*
  * Builds a unique file name per the Maildir specification:
  * "SECONDS.M<usec>P<pid>Q<counter>.HOST" where HOST has '/' as "\057" and
  * ':' as "\072". Returns 0, -1 when it does not fit.

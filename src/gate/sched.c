@@ -192,6 +192,8 @@ deliver_local_rcpt(struct sched *sc, const char *id, struct envelope *env,
 	struct err e;
 	long long now = time(NULL);
 	double delay = now_seconds() - env->arrival;
+	char name[512];
+	int rc = -1;
 
 	buf_init(&prefix);
 	header_local_prefix(&prefix, env->sender, r->orig);
@@ -199,15 +201,21 @@ deliver_local_rcpt(struct sched *sc, const char *id, struct envelope *env,
 	r->attempts++;
 	r->last_try = now;
 	free(r->reply);
-	if (maildir_deliver(c->postoffice_dir, r->target, c->hostname,
-	    prefix.data, prefix.len, fd, off, (off_t)env->data_len, NULL, 0,
-	    &e) == 0) {
+	if (maildir_queue_name(name, sizeof(name), (long long)env->arrival, id,
+	    i, c->hostname) == -1)
+		err_set(&e, "maildir: host name too long for a file name");
+	else
+		rc = maildir_deliver_once(c->postoffice_dir, r->target, name,
+		    prefix.data, prefix.len, fd, off, (off_t)env->data_len,
+		    &e);
+	if (rc >= 0) {
 		r->status = RCPT_SENT;
 		stats.delivered++;
-		r->reply = xstrdup("delivered to maildir");
+		r->reply = xstrdup(rc == 1 ? "delivered to maildir (by an "
+		    "earlier attempt)" : "delivered to maildir");
 		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
-		    "status=sent (delivered to maildir)", id, r->orig,
-		    r->target, delay);
+		    "status=sent (%s)", id, r->orig, r->target, delay,
+		    r->reply);
 	} else if (now - (long long)env->arrival >= c->queue_lifetime) {
 		r->status = RCPT_BOUNCED;
 		stats.bounced++;

@@ -49,7 +49,7 @@
 struct err;
 struct event_base;
 struct smtp_client;
-typedef struct ssl_ctx_st SSL_CTX;
+struct ssl_ctx_st;		/* OpenSSL's SSL_CTX */
 
 /* How a reply (or a local failure) counts for the caller. */
 enum smtp_client_status {
@@ -139,7 +139,7 @@ struct smtp_client_timeouts {
 struct smtp_client_params {
 	const char			*helo_name;
 	const char			*server_name;
-	SSL_CTX				*tls_ctx;
+	struct ssl_ctx_st		*tls_ctx;
 	bool				 is_lmtp;
 	struct smtp_client_timeouts	 timeouts;
 };

@@ -36,6 +36,9 @@ const char *const dsn_kind_names[] = {
 #define TEXT_WIDTH	72	/* the explanation for a person */
 #define ADDR_OUT_MAX	512
 
+_Static_assert(HARD_BREAK + 3 <= LINE_MAX_OCTETS,
+    "a split line with its continuation blank and CRLF fits");
+
 /* Length of the UTF-8 sequence a byte starts (1 for anything odd). */
 static size_t
 utf8_len(unsigned char c)
@@ -351,6 +354,13 @@ xtext_printable(const char *s, bool is_utf8)
 	return d;
 }
 
+/* RFC 6533 §3: "utf-8" for an internationalized address. */
+static const char *
+addr_type(const char *addr, bool is_utf8)
+{
+	return is_utf8 && has_8bit(addr) ? "utf-8; " : "rfc822; ";
+}
+
 /* Original-Recipient from ORCPT "type;xtext" (RFC 3461 §6.3 (d)). */
 static void
 put_original_rcpt(struct buf *out, const char *orcpt, bool is_utf8)
@@ -386,8 +396,7 @@ put_rcpt_fields(struct buf *out, const struct dsn_params *p,
 	buf_init(&v);
 	if (r->orcpt && *r->orcpt)
 		put_original_rcpt(out, r->orcpt, is_utf8);
-	/* RFC 6533 §3: "utf-8" for an internationalized address. */
-	buf_puts(&v, is_utf8 && has_8bit(addr) ? "utf-8; " : "rfc822; ");
+	buf_puts(&v, addr_type(addr, is_utf8));
 	buf_puts(&v, addr);
 	put_field(out, "Final-Recipient", v.data, ADDR_OUT_MAX + 16, is_utf8);
 	buf_printf(out, "Action: %s\r\n", dsn_kind_names[p->kind]);
@@ -435,7 +444,7 @@ build_status(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	put_field(out, "Reporting-MTA", v.data, 300, false);
 	put_field(out, "X-Smtpgate-Queue-ID", p->queue_id, 64, false);
 	buf_reset(&v);
-	buf_puts(&v, "rfc822; ");
+	buf_puts(&v, addr_type(env->sender ? env->sender : "", is_utf8));
 	buf_puts(&v, env->sender ? env->sender : "");
 	put_field(out, "X-Smtpgate-Sender", v.data, ADDR_OUT_MAX + 16,
 	    is_utf8);
@@ -484,7 +493,6 @@ put_rcpt_line(struct buf *out, const struct dsn_params *p,
 	    "delivery failed" : "delivery temporarily failed"), DSN_DIAG_MAX,
 	    is_utf8);
 	put_wrapped(out, line.data, line.len, 4);
-	buf_puts(out, "\r\n");
 	buf_clear(&line);
 }
 
@@ -526,9 +534,10 @@ build_text(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	put_clean(&line, p->queue_id, 64, false);
 	buf_printf(&line, ", received %s.", arrived);
 	put_wrapped(out, line.data, line.len, 0);
-	buf_puts(out, "\r\n");
-	for (size_t i = 0; i < p->nrcpts; i++)
+	for (size_t i = 0; i < p->nrcpts; i++) {
+		buf_puts(out, "\r\n");
 		put_rcpt_line(out, p, &p->rcpts[i], is_utf8);
+	}
 	buf_clear(&line);
 }
 
@@ -671,6 +680,7 @@ dsn_format(struct buf *out, const struct dsn_params *p)
 	struct buf parts[3], boundary;
 	size_t nparts = 2;
 
+	assert(p->nrcpts > 0);
 	for (size_t i = 0; i < p->nrcpts; i++)
 		assert(p->rcpts[i].index < p->env->nrcpts);
 	for (size_t i = 0; i < 3; i++)

@@ -62,8 +62,9 @@ struct dsn_params {
 	/*
 	 * The original message's header section: either exactly the header,
 	 * or any prefix of the message (copying stops at the first empty
-	 * line, after DSN_HEADERS_MAX bytes, or at the last complete line).
-	 * NULL/0: the third part says the header is unavailable.
+	 * line, after DSN_HEADERS_MAX bytes, or at the end of the bytes;
+	 * CRLF or bare LF line ends). NULL/0 (or an empty header): the
+	 * notification has no third part (RFC 3462 makes it optional).
 	 */
 	const char	*headers;
 	size_t		 headers_len;
@@ -91,7 +92,9 @@ struct dsn_params {
  * The multipart boundary is checked against every part's content.
  * RET=FULL is treated as RET=HDRS: only the header section is returned
  * (RFC 3461 §4.3 lets the MTA return less; it keeps notifications small
- * and 7-bit). Reported indexes must be < env->nrcpts (assert).
+ * and 7-bit). nrcpts must be >= 1 and every reported index
+ * < env->nrcpts (assert). Deterministic: the same params give the same
+ * bytes.
  */
 void	dsn_format(struct buf *out, const struct dsn_params *p);
 
@@ -106,7 +109,7 @@ bool	dsn_should_send(const struct envelope *env, size_t rcpt_index,
 	    enum dsn_kind kind);
 
 /*
- * Writes into out (size bytes, >= 8 is enough) the enhanced status code of
+ * Writes into out (size bytes, >= 12 is enough) the enhanced status code of
  * a reply text such as "550 5.1.1 <x>: User unknown" (also "550-5.1.1 ...").
  * The enhanced code is used only when its class matches the reply code's
  * first digit (RFC 3463 §2); else "C.0.0" from a 4xx/5xx reply code; else

@@ -252,6 +252,39 @@ def kill9_right_after_ack():
 
 
 @test
+def kill9_during_multi_recipient_delivery():
+    """One message to three mailboxes, kill -9 at small random delays
+    after the 250 (so delivery is cut at different points): after the
+    restart each mailbox has it exactly once."""
+    s = Server(name="dur").start()
+    boxes = ("alice", "bob", "carol")
+    toks = []
+    for i in range(6):
+        tok = "multi%d-%06x" % (i, random.getrandbits(24))
+        toks.append(tok)
+        c = smtplib.SMTP("127.0.0.1", s.port, timeout=15)
+        c.sendmail("load@example.org", ["%s@example.test" % b for b in boxes],
+                   make_message(tok))
+        time.sleep(random.random() * 0.03 * i)
+        s.kill()
+        c.close()
+        restart(s)
+        for b in boxes:
+            wait_for(lambda: tok in delivered(s, b)[0], 30,
+                     "%s delivered to %s after restart" % (tok, b))
+    check_spool_recovered(s)
+    time.sleep(1.5)
+    for b in boxes:
+        got, strays = delivered(s, b)
+        assert not strays, strays
+        assert sorted(got) == sorted(toks), (b, sorted(got))
+        dups = {t: len(v) for t, v in got.items() if len(v) != 1}
+        assert not dups, "%s: delivered more than once: %r" % (b, dups)
+        for tok, files in got.items():
+            check_complete(tok, files)
+
+
+@test
 def kill9_mid_data_delivers_nothing():
     s = Server(name="dur").start()
     r = s.raw()

@@ -244,12 +244,73 @@ def oversize_message_refused_after_data():
     r.send(b"BDAT %d LAST\r\n" % len(b) + b)
     exp(r, None, 552, "5.3.4")
     exp(r, "NOOP", 250, "2.0.0")
+    # BDAT in two chunks that only together are too big
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    half = b"Subject: too big\r\n\r\n" + b"w" * 5980 + b"\r\n"
+    r.send(b"BDAT %d\r\n" % len(half) + half)
+    c, t = r.reply()
+    if c == 250:     # refused at LAST, or at the chunk that overflows
+        exp(r, b"BDAT %d LAST\r\n" % len(half) + half, 552, "5.3.4")
+    else:
+        assert (c, t[:5]) == (552, "5.3.4"), (c, t)
+    exp(r, "RSET", 250, "2.0.0")
     # a message that fits is accepted and is the only one delivered
     ok = message("fits", body=("z" * 78 + "\r\n") * 100)    # ~8 kB
     send_msg(r, "alice@example.org", ["postmaster@localhost"], ok)
     exp(r, "QUIT", 221)
     got = settle(s, "postmaster", 1)
     assert b"Subject: fits" in got[0] and b"too big" not in got[0]
+
+
+@test
+def message_size_boundary():
+    """max_message_size counts the message bytes received: max-3 bytes
+    fit (whether or not the final ".CRLF" is counted), max+1 do not."""
+    s = start({"max_message_size": "5000"})
+    r = greet(s)
+    head = b"Subject: boundary %d\r\n\r\n"
+    for n, code in ((4997, 250), (5001, 552)):
+        h = head % n
+        body = b"b" * (n - len(h) - 2) + b"\r\n"
+        data = h + body
+        assert len(data) == n
+        exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+        exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+        exp(r, "DATA", 354)
+        r.send(data + b".\r\n")
+        exp(r, None, code, "2.0.0" if code == 250 else "5.3.4")
+    exp(r, "QUIT", 221)
+    got = settle(s, "postmaster", 1)
+    assert b"Subject: boundary 4997" in got[0]
+
+
+@test
+def many_concurrent_sessions():
+    """300 idle sessions at once; all are served, and mail still flows."""
+    s = start()
+    rs = []
+    try:
+        for i in range(300):
+            r = s.raw()
+            rs.append(r)
+        for r in rs:
+            exp(r, None, 220)
+        for r in rs:
+            r.send("EHLO many.example\r\n")
+        for r in rs:
+            exp(r, None, 250)
+        r = greet(s)
+        send_msg(r, "alice@example.org", ["postmaster@localhost"],
+                 message("while busy"))
+        exp(r, "QUIT", 221)
+        for r in rs:
+            exp(r, "NOOP", 250, "2.0.0")
+        settle(s, "postmaster", 1)
+    finally:
+        for r in rs:
+            r.close()
+    server_still_serves(s)
 
 
 @test
@@ -272,6 +333,17 @@ def huge_data_memory_bounded():
     exp(r, None, 552, "5.3.4")
     peak = max(peak, rss_kb(s))
     assert peak < RSS_LIMIT_KB, "server RSS reached %d kB" % peak
+    exp(r, "NOOP", 250, "2.0.0")
+    # one 20 MB line with no CRLF in it, in DATA
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    peak2, sent, early = pump(r, 20 * 1024 * 1024, 65536, s,
+                              head=b"Subject: one line\r\n\r\n",
+                              tail=b"\r\n.\r\n")
+    assert not early, "closed during DATA after %d bytes" % sent
+    exp(r, None, 552, "5.3.4")
+    assert peak2 < RSS_LIMIT_KB, "server RSS reached %d kB" % peak2
     exp(r, "NOOP", 250, "2.0.0")
     exp(r, "QUIT", 221)
     time.sleep(1.0)

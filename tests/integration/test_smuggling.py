@@ -144,6 +144,15 @@ def bare_lf_in_body():
     exp(r, "DATA", 354)
     r.send(b"Subject: first\r\n\r\nline one\nline two\r\n.\r\n")
     exp(r, None, 554, "5.6.0")
+    # with commands pipelined after the real end: they run normally
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    r.send(b"Subject: first\r\n\r\nline one\nline two\r\n.\r\n"
+           b"RSET\r\nNOOP\r\n")
+    exp(r, None, 554, "5.6.0")
+    exp(r, None, 250, "2.0.0")
+    exp(r, None, 250, "2.0.0")
     clean_message_then_check(s, r)
 
 

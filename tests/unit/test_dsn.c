@@ -656,39 +656,95 @@ test_status_from_reply(void)
 	CHECK_STR(dsn_kind_names[DSN_DELAYED], "delayed");
 }
 
-/* Python's email package reads it as RFC 3464 (tests/integration). */
-static void
-test_python_parses(void)
+/* Exit status of tests/integration/dsn_check.py on msg, -1 if not run. */
+static int
+python_check(const struct buf *msg)
 {
-	static const char *checker = "tests/integration/dsn_check.py";
-	struct envelope env;
-	struct dsn_rcpt r[2] = { { .index = 0, .remote_mta = "mx1.example" },
-	    { .index = 1 } };
-	struct dsn_params p;
-	struct buf out;
 	char path[] = "/tmp/test_dsn.XXXXXX", *cmd;
 	int fd, rc;
 
-	if (access(checker, R_OK) != 0 || access("/usr/bin/python3", X_OK)) {
-		printf("# skipped: run from the top of the tree with python3\n");
+	fd = mkstemp(path);
+	CHECK(fd != -1);
+	if (fd == -1)
+		return -1;
+	CHECK(write(fd, msg->data, msg->len) == (ssize_t)msg->len);
+	CHECK(close(fd) == 0);
+	cmd = xasprintf("/usr/bin/python3 tests/integration/dsn_check.py %s "
+	    ">/dev/null", path);
+	rc = system(cmd);
+	free(cmd);
+	(void)unlink(path);
+	return rc;
+}
+
+/*
+ * An independent parser, Python's email package, reads each kind of
+ * notification as RFC 3464 (multipart/report, report-type delivery-status,
+ * a delivery-status part with one group per recipient).
+ */
+static void
+test_python_parses(void)
+{
+	static const char hdr8[] = "Subject: caf\xc3\xa9\r\n\r\n";
+	struct envelope env;
+	struct dsn_rcpt r[2] = { { .index = 0, .remote_mta = "mx1.example" },
+	    { .index = 1 } }, d = { .index = 2 };
+	struct dsn_params p;
+	struct buf out, reply;
+	size_t i;
+
+	if (access("tests/integration/dsn_check.py", R_OK) != 0 ||
+	    access("/usr/bin/python3", X_OK) != 0) {
+		printf("# skipped: run from the top of the tree, with python3\n");
 		return;
 	}
 	make_env(&env);
-	params(&p, &env, DSN_FAILED, r, 2);
 	buf_init(&out);
+	params(&p, &env, DSN_FAILED, r, 2);
 	dsn_format(&out, &p);
-	fd = mkstemp(path);
-	CHECK(fd != -1);
-	if (fd != -1) {
-		CHECK(write(fd, out.data, out.len) == (ssize_t)out.len);
-		CHECK(close(fd) == 0);
-		cmd = xasprintf("/usr/bin/python3 %s %s >/dev/null", checker,
-		    path);
-		rc = system(cmd);
-		CHECK_INT(rc, 0);
-		free(cmd);
-		(void)unlink(path);
-	}
+	CHECK_INT(python_check(&out), 0);
+
+	buf_reset(&out);
+	params(&p, &env, DSN_DELAYED, &d, 1);
+	dsn_format(&out, &p);
+	CHECK_INT(python_check(&out), 0);
+
+	/* long folded reply, no header section */
+	buf_init(&reply);
+	buf_puts(&reply, "550 5.7.1 ");
+	for (int k = 0; k < 2000; k++)
+		buf_putc(&reply, k % 97 ? 'x' : ' ');
+	free(env.rcpts[0].reply);
+	env.rcpts[0].reply = buf_release(&reply);
+	buf_reset(&out);
+	params(&p, &env, DSN_FAILED, r, 1);
+	p.headers = NULL;
+	dsn_format(&out, &p);
+	CHECK_INT(python_check(&out), 0);
+	envelope_clear(&env);
+
+	/* SMTPUTF8: global types */
+	envelope_init(&env);
+	env.arrival = 1764484864;
+	env.smtputf8 = true;
+	env.sender = xstrdup("j\xc3\xb6rg@example.org");
+	i = envelope_add_rcpt(&env, RCPT_REMOTE, "\xe7\x94\xa8@example.cn",
+	    "\xe7\x94\xa8@example.cn", NULL, "utf-8;\xe7\x94\xa8@example.cn");
+	env.rcpts[i].reply = xstrdup("550 5.1.1 unknown");
+	i = envelope_add_rcpt(&env, RCPT_REMOTE, "x@example.cn",
+	    "x@example.cn", NULL, NULL);
+	env.rcpts[i].reply = xstrdup("550 5.1.1 unknown too");
+	buf_reset(&out);
+	params(&p, &env, DSN_FAILED, r, 2);
+	p.headers = hdr8;
+	p.headers_len = sizeof(hdr8) - 1;
+	dsn_format(&out, &p);
+	CHECK_INT(python_check(&out), 0);
+
+	/* and the checker does fail on something that is no DSN */
+	buf_reset(&out);
+	buf_puts(&out, "From: a@b\r\nSubject: hi\r\n\r\nhello\r\n");
+	CHECK(python_check(&out) != 0);
 	buf_clear(&out);
 	envelope_clear(&env);
 }

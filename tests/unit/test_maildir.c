@@ -376,6 +376,52 @@ test_threads(void)
 	teardown();
 }
 
+/* A retried delivery (crash before it was recorded) is not done twice. */
+static void
+test_deliver_once(void)
+{
+	char po[128], name[256], path[512];
+	struct err e;
+	int fd, n;
+	DIR *d;
+	struct dirent *de;
+
+	setup();
+	snprintf(po, sizeof(po), "%s/po", base);
+	fd = spool_file("spool", "hello\r\n", 7);
+	CHECK_INT(maildir_queue_name(name, sizeof(name), 1700000000,
+	    "0123456789ABCDEF0", 2, "mx/a:b"), 0);
+	CHECK_STR(name, "1700000000.S0123456789ABCDEF0R2.mx\\057a\\072b");
+	err_clear(&e);
+	CHECK_INT(maildir_deliver_once(po, "carol", name, "P: 1\r\n", 6, fd,
+	    0, 7, &e), 0);
+	CHECK_INT(maildir_deliver_once(po, "carol", name, "P: 1\r\n", 6, fd,
+	    0, 7, &e), 1);
+	snprintf(path, sizeof(path), "%s/carol/new", po);
+	d = opendir(path);
+	CHECK(d != NULL);
+	n = 0;
+	while (d && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	if (d)
+		closedir(d);
+	CHECK_INT(n, 1);
+	snprintf(path, sizeof(path), "%s/carol/tmp", po);
+	d = opendir(path);
+	n = 0;
+	while (d && (de = readdir(d)) != NULL)
+		if (de->d_name[0] != '.')
+			n++;
+	if (d)
+		closedir(d);
+	CHECK_INT(n, 0);
+	CHECK_INT(maildir_deliver_once(po, "carol", "a/b", "", 0, fd, 0, 7,
+	    &e), -1);
+	close(fd);
+	teardown();
+}
+
 int
 main(void)
 {
@@ -385,5 +431,6 @@ main(void)
 	RUN(test_deliver_large);
 	RUN(test_failures);
 	RUN(test_threads);
+	RUN(test_deliver_once);
 	T_EXIT();
 }
