@@ -172,7 +172,8 @@ serve_fd(struct serve *sv, int fd, bool is_submission)
 	struct err e;
 
 	err_clear(&e);
-	listen_fd_name(fd, name, sizeof(name));
+	if (listen_fd_name(fd, name, sizeof(name)) == NULL)
+		snprintf(name, sizeof(name), "fd %d", fd);
 	if (smtp_server_listen(sv->server, fd, is_submission, &e) == -1)
 		fatalx(EXIT_TEMPFAIL, "cannot serve %s: %s", name, e.msg);
 	log_info("listening on %s%s", name, is_submission ?
@@ -233,17 +234,33 @@ bind_retry_cb(evutil_socket_t fd, short what, void *arg)
 	try_pending((struct serve *)arg);
 }
 
+/* True when the bound socket fd has the address spec (parsed). */
+static bool
+fd_is_addr(int fd, const char *spec)
+{
+	struct sockaddr_storage a, b;
+	socklen_t alen = sizeof(a), blen;
+
+	if (getsockname(fd, (struct sockaddr *)&a, &alen) == -1 ||
+	    listen_parse_addr(spec, &b, &blen, NULL) == -1)
+		return false;
+	return alen == blen && memcmp(&a, &b, alen) == 0;
+}
+
 static void
 add_pending(struct serve *sv, const struct strlist *addrs, bool is_sub,
-    const char *taken)
+    int nfds)
 {
 	time_t deadline = time(NULL) + sv->rt->cfg->bind_retry;
 
 	for (size_t i = 0; i < addrs->len; i++) {
 		struct pending_bind *p;
+		bool taken = false;
 
 		/* An address systemd handed over is served as it is. */
-		if (taken && strstr(taken, addrs->v[i]))
+		for (int fd = 3; fd < 3 + nfds; fd++)
+			taken |= fd_is_addr(fd, addrs->v[i]);
+		if (taken)
 			continue;
 		p = xcalloc(1, sizeof(*p));
 		p->addr = xstrdup(addrs->v[i]);
@@ -254,28 +271,31 @@ add_pending(struct serve *sv, const struct strlist *addrs, bool is_sub,
 	}
 }
 
+/*
+ * Sockets handed over by systemd (LISTEN_FDS) are used as they are, in
+ * place of `listen`: a socket whose address is in submission_listen is a
+ * submission listener, any other an inbound one. Submission addresses
+ * systemd did not hand over are still bound here.
+ */
 static void
 open_listeners(struct serve *sv)
 {
 	const struct config *c = sv->rt->cfg;
-	struct buf taken;
 	int n = listen_systemd_fds();
 
-	buf_init(&taken);
+	if (n == -1)
+		log_warnx("LISTEN_FDS/LISTEN_PID set but unusable: ignoring "
+		    "socket activation");
 	for (int i = 0; i < n; i++) {
-		char name[128];
 		bool is_sub = false;
 
-		listen_fd_name(3 + i, name, sizeof(name));
 		for (size_t j = 0; j < c->submission_listen.len; j++)
-			if (strcmp(name, c->submission_listen.v[j]) == 0)
-				is_sub = true;
-		buf_printf(&taken, "%s ", name);
+			is_sub |= fd_is_addr(3 + i, c->submission_listen.v[j]);
 		serve_fd(sv, 3 + i, is_sub);
 	}
-	add_pending(sv, &c->listen, false, n ? taken.data : NULL);
-	add_pending(sv, &c->submission_listen, true, n ? taken.data : NULL);
-	buf_clear(&taken);
+	if (n <= 0)
+		add_pending(sv, &c->listen, false, 0);
+	add_pending(sv, &c->submission_listen, true, n > 0 ? n : 0);
 	sv->bind_ev = event_new(sv->base, -1, EV_PERSIST, bind_retry_cb, sv);
 	try_pending(sv);
 	if (sv->pending)

@@ -317,7 +317,7 @@ static int
 split_hostport(const char *s, char *host, size_t hsize, bool *bracketed,
     const char **port, struct err *e)
 {
-	const char *colon, *end;
+	const char *colon, *end, *item = s;
 	size_t n;
 
 	*bracketed = false;
@@ -332,7 +332,7 @@ split_hostport(const char *s, char *host, size_t hsize, bool *bracketed,
 		if (end[1] == ':')
 			*port = end + 2;
 		else if (end[1] != '\0')
-			return bad_item(e, s - 1, "expected ':' and a port "
+			return bad_item(e, item, "expected ':' and a port "
 			    "after ']'");
 	} else {
 		colon = strchr(s, ':');
@@ -344,9 +344,9 @@ split_hostport(const char *s, char *host, size_t hsize, bool *bracketed,
 			*port = colon + 1;
 	}
 	if (n == 0)
-		return bad_item(e, s, "expected a host before the port");
+		return bad_item(e, item, "expected a host before the port");
 	if (n >= hsize)
-		return bad_item(e, s, "host name too long");
+		return bad_item(e, item, "host name too long");
 	memcpy(host, s, n);
 	host[n] = '\0';
 	return 0;

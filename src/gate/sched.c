@@ -1,12 +1,20 @@
 /*
  * sched.c - the queue manager. Layer: gate.
  *
- * Owns the list of messages ready for an attempt and the retry timers. For
- * each message it loads the envelope and state, delivers the local
- * recipients that are due into the postoffice (maildir.c), records each
- * outcome in the state file, and removes the message once every recipient
- * is final. Remote recipients wait in the queue for the outbound
- * deliverer. Blocking file I/O runs here, on the loop, one message per
+ * Owns the list of messages ready for an attempt, the retry timers, the
+ * set of messages with deliveries in flight, and the outbound deliverer.
+ * For each message it loads envelope and state, delivers the local
+ * recipients that are due into the postoffice (maildir.c) or hands them to
+ * the LMTP server, hands the remote ones to deliver_remote.c grouped by
+ * destination, and records every outcome in the state file.
+ *
+ * Defer versus bounce is decided here and nowhere else (record_result):
+ * a permanent failure bounces; a temporary one defers with exponential
+ * back-off between retry_min and retry_max until queue_lifetime, then
+ * bounces. Bounces and delay warnings go out as DSNs (bounce.c); a message
+ * from the null sender never earns one (its failures go to the
+ * postmaster, and a failure on the way to the postmaster is quarantined,
+ * never looped). Blocking Maildir I/O runs on the loop, one message per
  * turn at a priority below the sessions'.
  */
 #include "gate/sched.h"
@@ -16,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -27,13 +36,19 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/str.h"
+#include "mail/dsn.h"
 #include "mail/envelope.h"
 #include "mail/header.h"
+#include "net/dns.h"
+#include "gate/bounce.h"
 #include "gate/config.h"
+#include "gate/deliver_remote.h"
 #include "gate/maildir.h"
 #include "gate/runtime.h"
 #include "gate/spool.h"
 #include "gate/stats.h"
+
+#define INFLIGHT_BUCKETS	1024
 
 struct retry {
 	char		 id[SPOOL_ID_LEN + 1];
@@ -42,18 +57,31 @@ struct retry {
 	struct retry	*prev, *next;
 };
 
+/* A message with jobs out at deliver_remote. */
+struct inflight {
+	char		 id[SPOOL_ID_LEN + 1];
+	unsigned	 njobs;
+	bool		 is_rerun;	/* enqueued meanwhile: run again */
+	struct inflight	*next;
+};
+
 struct sched {
 	struct event_base	*base;
 	struct spool		*sp;
 	struct runtime		*rt;
+	struct dns		*dns;
+	struct deliver		*deliver;
 	char			(*ready)[SPOOL_ID_LEN + 1];	/* ring */
 	size_t			 ready_head, ready_len, ready_size;
 	struct event		*run_ev;
 	struct retry		*retries;
+	struct inflight		*inflight[INFLIGHT_BUCKETS];
 	long long		 flush_time;	/* last `queue flush` */
 };
 
 static void	run_one(evutil_socket_t fd, short what, void *arg);
+static void	delivered(void *arg, const char *id,
+		    const struct deliver_result *res, size_t n);
 
 long
 sched_backoff(long retry_min, long retry_max, unsigned attempts)
@@ -65,10 +93,65 @@ sched_backoff(long retry_min, long retry_max, unsigned attempts)
 	return d < retry_max ? d : retry_max;
 }
 
+/* ---- in-flight set ---------------------------------------------------- */
+
+static struct inflight **
+inflight_slot(struct sched *sc, const char *id)
+{
+	size_t h = 5381;
+	struct inflight **pp;
+
+	for (const char *p = id; *p; p++)
+		h = h * 33 + (unsigned char)*p;
+	for (pp = &sc->inflight[h % INFLIGHT_BUCKETS]; *pp; pp = &(*pp)->next)
+		if (strcmp((*pp)->id, id) == 0)
+			break;
+	return pp;
+}
+
+static struct inflight *
+inflight_get(struct sched *sc, const char *id)
+{
+	return *inflight_slot(sc, id);
+}
+
+static void
+inflight_add(struct sched *sc, const char *id)
+{
+	struct inflight **pp = inflight_slot(sc, id), *f = *pp;
+
+	if (f == NULL) {
+		f = *pp = xcalloc(1, sizeof(*f));
+		str_copy(f->id, id, sizeof(f->id));
+	}
+	f->njobs++;
+}
+
+/* One job of id is done; returns true (and forgets id) on the last. */
+static bool
+inflight_done(struct sched *sc, const char *id, bool *is_rerun)
+{
+	struct inflight **pp = inflight_slot(sc, id), *f = *pp;
+
+	*is_rerun = false;
+	if (f == NULL)
+		return true;
+	if (--f->njobs > 0)
+		return false;
+	*is_rerun = f->is_rerun;
+	*pp = f->next;
+	free(f);
+	return true;
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
 struct sched *
 sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 {
 	struct sched *sc = xcalloc(1, sizeof(*sc));
+	const struct config *c = rt->cfg;
+	struct err e;
 
 	sc->base = base;
 	sc->sp = sp;
@@ -76,6 +159,11 @@ sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 	sc->run_ev = event_new(base, -1, 0, run_one, sc);
 	/* Below the sessions (priority 0): delivery never starves them. */
 	event_priority_set(sc->run_ev, 1);
+	err_clear(&e);
+	sc->dns = dns_new(base, c->dns_servers.v, c->dns_servers.len, &e);
+	if (sc->dns == NULL)
+		fatalx(78, "dns_servers: %s", e.msg);
+	sc->deliver = deliver_new(base, sc->dns, rt, delivered, sc);
 	return sc;
 }
 
@@ -99,8 +187,16 @@ sched_free(struct sched *sc)
 {
 	if (sc == NULL)
 		return;
+	deliver_free(sc->deliver);
+	dns_free(sc->dns);
 	while (sc->retries)
 		retry_free(sc->retries);
+	for (size_t i = 0; i < INFLIGHT_BUCKETS; i++)
+		while (sc->inflight[i]) {
+			struct inflight *f = sc->inflight[i];
+			sc->inflight[i] = f->next;
+			free(f);
+		}
 	event_free(sc->run_ev);
 	free(sc->ready);
 	runtime_unref(sc->rt);
@@ -112,7 +208,10 @@ sched_set_runtime(struct sched *sc, struct runtime *rt)
 {
 	struct runtime *old = sc->rt;
 
+	/* dns_servers keep their start-up value: resolvers in use by
+	 * pending look-ups cannot be swapped. */
 	sc->rt = runtime_ref(rt);
+	deliver_set_runtime(sc->deliver, rt);
 	runtime_unref(old);
 }
 
@@ -156,12 +255,23 @@ retry_fire(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+cancel_retry(struct sched *sc, const char *id)
+{
+	for (struct retry *r = sc->retries, *next; r; r = next) {
+		next = r->next;
+		if (strcmp(r->id, id) == 0)
+			retry_free(r);
+	}
+}
+
+static void
 schedule_retry(struct sched *sc, const char *id, long long when)
 {
 	struct retry *r = xcalloc(1, sizeof(*r));
 	long long now = time(NULL);
 	struct timeval tv = { when > now ? (time_t)(when - now) : 0, 0 };
 
+	cancel_retry(sc, id);
 	str_copy(r->id, id, sizeof(r->id));
 	r->sc = sc;
 	r->ev = evtimer_new(sc->base, retry_fire, r);
@@ -181,26 +291,76 @@ now_seconds(void)
 	return (double)tv.tv_sec + tv.tv_usec / 1e6;
 }
 
-/* Delivers recipient i of message id into its mailbox. */
-static void
-deliver_local_rcpt(struct sched *sc, const char *id, struct envelope *env,
+/* ---- outcomes: defer or bounce, decided here only ----------------------- */
+
+/*
+ * Records one delivery outcome of recipient i and logs it. Returns true
+ * when the recipient bounced now (a DSN is due).
+ */
+static bool
+record_result(struct sched *sc, const char *id, struct envelope *env,
+    size_t i, enum deliver_status st, const char *reply, const char *relay)
+{
+	const struct config *c = sc->rt->cfg;
+	struct rcpt *r = &env->rcpts[i];
+	long long now = time(NULL);
+	double delay = now_seconds() - env->arrival;
+	const char *who = r->kind == RCPT_REMOTE ? r->target : r->orig;
+
+	r->attempts++;
+	r->last_try = now;
+	free(r->reply);
+	r->reply = xstrdup(reply);
+	free(r->relay);
+	r->relay = xstrdup(relay);
+	if (st == DELIVER_TEMPFAIL &&
+	    now - (long long)env->arrival >= c->queue_lifetime) {
+		char *why = xasprintf("%s (gave up after queue_lifetime %lds)",
+		    reply, c->queue_lifetime);
+		free(r->reply);
+		r->reply = why;
+		st = DELIVER_PERMFAIL;
+	}
+	switch (st) {
+	case DELIVER_SENT:
+		r->status = RCPT_SENT;
+		stats.delivered++;
+		break;
+	case DELIVER_TEMPFAIL:
+		r->status = RCPT_DEFERRED;
+		r->next_try = now + sched_backoff(c->retry_min, c->retry_max,
+		    r->attempts);
+		stats.deferred++;
+		break;
+	case DELIVER_PERMFAIL:
+		r->status = RCPT_BOUNCED;
+		stats.bounced++;
+		break;
+	}
+	log_info("%s: to=<%s>%s%s%s relay=%s delay=%.2f status=%s (%s)", id,
+	    who, strcmp(who, r->orig) ? " orig_to=<" : "",
+	    strcmp(who, r->orig) ? r->orig : "", strcmp(who, r->orig) ? ">" :
+	    "", relay, delay, rcpt_status_names[r->status], r->reply);
+	return r->status == RCPT_BOUNCED;
+}
+
+/* ---- local delivery into Maildir ---------------------------------------- */
+
+static bool
+deliver_maildir(struct sched *sc, const char *id, struct envelope *env,
     size_t i, int fd, off_t off)
 {
 	const struct config *c = sc->rt->cfg;
 	struct rcpt *r = &env->rcpts[i];
 	struct buf prefix;
+	char name[512], relay[300];
 	struct err e;
-	long long now = time(NULL);
-	double delay = now_seconds() - env->arrival;
-	char name[512];
 	int rc = -1;
+	bool bounced;
 
 	buf_init(&prefix);
 	header_local_prefix(&prefix, env->sender, r->orig);
 	err_clear(&e);
-	r->attempts++;
-	r->last_try = now;
-	free(r->reply);
 	if (maildir_queue_name(name, sizeof(name), (long long)env->arrival, id,
 	    i, c->hostname) == -1)
 		err_set(&e, "maildir: host name too long for a file name");
@@ -208,44 +368,249 @@ deliver_local_rcpt(struct sched *sc, const char *id, struct envelope *env,
 		rc = maildir_deliver_once(c->postoffice_dir, r->target, name,
 		    prefix.data, prefix.len, fd, off, (off_t)env->data_len,
 		    &e);
-	if (rc >= 0) {
-		r->status = RCPT_SENT;
-		stats.delivered++;
-		r->reply = xstrdup(rc == 1 ? "delivered to maildir (by an "
-		    "earlier attempt)" : "delivered to maildir");
-		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
-		    "status=sent (%s)", id, r->orig, r->target, delay,
-		    r->reply);
-	} else if (now - (long long)env->arrival >= c->queue_lifetime) {
-		r->status = RCPT_BOUNCED;
-		stats.bounced++;
-		r->reply = xstrdup(e.msg);
-		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
-		    "status=bounced (%s; queue_lifetime passed)", id, r->orig,
-		    r->target, delay, e.msg);
-	} else {
-		r->status = RCPT_DEFERRED;
-		stats.deferred++;
-		r->reply = xstrdup(e.msg);
-		r->next_try = now + sched_backoff(c->retry_min, c->retry_max,
-		    r->attempts);
-		log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
-		    "status=deferred (%s)", id, r->orig, r->target, delay,
-		    e.msg);
-	}
 	buf_clear(&prefix);
+	snprintf(relay, sizeof(relay), "local mailbox=%s", r->target);
+	if (rc >= 0)
+		bounced = record_result(sc, id, env, i, DELIVER_SENT, rc == 1 ?
+		    "delivered to maildir (by an earlier attempt)" :
+		    "delivered to maildir", relay);
+	else
+		/* A local disk problem is temporary: never bounce on it. */
+		bounced = record_result(sc, id, env, i, DELIVER_TEMPFAIL, e.msg,
+		    relay);
+	return bounced;
+}
+
+/* ---- notifications ---------------------------------------------------- */
+
+static bool
+is_postmaster(const struct config *c, const struct rcpt *r)
+{
+	return r->kind == RCPT_LOCAL && strcasecmp(r->target, "postmaster") ==
+	    0;
+}
+
+/* Sends DSNs of kind for the recipients flagged in which[]. */
+static void
+notify(struct sched *sc, const char *id, struct envelope *env, int fd,
+    off_t off, enum dsn_kind kind, const bool *which)
+{
+	const struct config *c = sc->rt->cfg;
+	struct dsn_rcpt *rr = xcalloc(env->nrcpts, sizeof(*rr));
+	char new_id[SPOOL_ID_LEN + 1];
+	size_t n = 0;
+	bool to_postmaster = env->sender[0] == '\0';
+	struct err e;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		if (!which[i])
+			continue;
+		/* A bounce never earns a bounce; its failure goes to the
+		 * postmaster, unless it is the postmaster's copy failing. */
+		if (to_postmaster) {
+			if (kind != DSN_FAILED || is_postmaster(c,
+			    &env->rcpts[i]))
+				continue;
+		} else if (!dsn_should_send(env, i, kind))
+			continue;
+		rr[n].index = i;
+		rr[n].remote_mta = env->rcpts[i].kind == RCPT_REMOTE ?
+		    env->rcpts[i].relay : NULL;
+		n++;
+	}
+	if (n > 0) {
+		err_clear(&e);
+		if (bounce_queue(sc->sp, sc->rt, id, env, fd, off, kind, rr, n,
+		    (time_t)env->arrival + c->queue_lifetime, new_id, &e) ==
+		    -1)
+			log_warnx("%s: cannot queue a %s notification: %s", id,
+			    dsn_kind_names[kind], e.msg);
+		else {
+			log_info("%s: %s notification: %s", id, to_postmaster ?
+			    "postmaster" : kind == DSN_FAILED ?
+			    "sender non-delivery" : "sender delay", new_id);
+			stats.queue_size++;
+			sched_enqueue(sc, new_id);
+		}
+	}
+	free(rr);
+}
+
+/*
+ * After a round of attempts: DSNs for recipients that bounced now, delay
+ * warnings, then removal of a finished message or its new state and
+ * retry timer. A bounce to the postmaster that itself failed is moved to
+ * quarantine for the postmaster to look at, never retried in a loop.
+ */
+static void
+finish_round(struct sched *sc, const char *id, struct envelope *env, int fd,
+    off_t off, const bool *bounced_now)
+{
+	const struct config *c = sc->rt->cfg;
+	long long now = time(NULL), next = 0;
+	bool *warn = xcalloc(env->nrcpts, sizeof(*warn));
+	bool any_bounce = false, any_warn = false, dead_postmaster = false;
+	struct err e;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		struct rcpt *r = &env->rcpts[i];
+
+		any_bounce |= bounced_now[i];
+		if (bounced_now[i] && env->sender[0] == '\0' &&
+		    is_postmaster(c, r))
+			dead_postmaster = true;
+		if (r->status != RCPT_DEFERRED)
+			continue;
+		if (next == 0 || r->next_try < next)
+			next = r->next_try;
+		if (c->delay_warning > 0 && !r->is_warned &&
+		    now - (long long)env->arrival >= c->delay_warning) {
+			r->is_warned = true;
+			warn[i] = any_warn = true;
+		}
+	}
+	if (any_bounce)
+		notify(sc, id, env, fd, off, DSN_FAILED, bounced_now);
+	if (any_warn && env->sender[0] != '\0')
+		notify(sc, id, env, fd, off, DSN_DELAYED, warn);
+	free(warn);
+	err_clear(&e);
+	if (dead_postmaster) {
+		log_warnx("%s: notification to the postmaster failed; moved to "
+		    "quarantine", id);
+		if (spool_quarantine(sc->sp, id, "undeliverable notification "
+		    "to the postmaster", &e) == -1)
+			log_warnx("%s: quarantine failed: %s", id, e.msg);
+		else if (stats.queue_size)
+			stats.queue_size--;
+		return;
+	}
+	if (envelope_is_final(env)) {
+		if (spool_remove(sc->sp, id, &e) == -1)
+			log_warnx("%s: cannot remove from the queue: %s", id,
+			    e.msg);
+		else {
+			log_info("%s: removed", id);
+			if (stats.queue_size)
+				stats.queue_size--;
+		}
+		return;
+	}
+	if (spool_save_state(sc->sp, id, env, &e) == -1)
+		log_warnx("%s: cannot save delivery state: %s", id, e.msg);
+	if (next)
+		schedule_retry(sc, id, next);
+}
+
+/* ---- one message -------------------------------------------------------- */
+
+static bool
+is_due(const struct sched *sc, const struct rcpt *r, long long now)
+{
+	if (r->status == RCPT_PENDING)
+		return true;
+	return r->status == RCPT_DEFERRED && (r->next_try <= now ||
+	    r->last_try < sc->flush_time);
+}
+
+static const char *
+domain_of(const char *addr)
+{
+	const char *at = strrchr(addr, '@');
+
+	return at ? at + 1 : "";
+}
+
+static bool
+has_8bit_body(const struct envelope *env)
+{
+	return env->body && strcasecmp(env->body, "7BIT") != 0;
+}
+
+/*
+ * Submits one job per destination for the due recipients marked in
+ * todo[]: all remote ones to relay_host when set, else grouped by domain;
+ * local ones to lmtp_host. Returns the number of jobs.
+ */
+static unsigned
+submit_jobs(struct sched *sc, const char *id, const struct envelope *env,
+    int fd, off_t off, bool *todo)
+{
+	const struct config *c = sc->rt->cfg;
+	const char **rcpts = xcalloc(env->nrcpts, sizeof(*rcpts));
+	size_t *indexes = xcalloc(env->nrcpts, sizeof(*indexes));
+	char **lmtp_addrs = xcalloc(env->nrcpts, sizeof(*lmtp_addrs));
+	unsigned njobs = 0;
+
+	for (size_t i = 0; i < env->nrcpts; i++) {
+		const struct rcpt *first = &env->rcpts[i];
+		struct deliver_job j;
+		size_t n = 0;
+
+		if (!todo[i])
+			continue;
+		memset(&j, 0, sizeof(j));
+		j.kind = first->kind == RCPT_LOCAL ? DELIVER_LMTP :
+		    c->relay_host[0] ? DELIVER_RELAY : DELIVER_MX;
+		j.domain = domain_of(first->target);
+		for (size_t k = i; k < env->nrcpts; k++) {
+			const struct rcpt *r = &env->rcpts[k];
+
+			if (!todo[k] || r->kind != first->kind ||
+			    (j.kind == DELIVER_MX && strcasecmp(domain_of(
+			    r->target), j.domain) != 0))
+				continue;
+			todo[k] = false;
+			if (r->kind == RCPT_LOCAL) {
+				/* The mailbox, in the domain it was sent to. */
+				lmtp_addrs[k] = xasprintf("%s@%s", r->target,
+				    domain_of(r->orig));
+				rcpts[n] = lmtp_addrs[k];
+			} else
+				rcpts[n] = r->target;
+			if (strchr(rcpts[n], '@') && (unsigned char)*rcpts[n] >=
+			    0x80)
+				j.needs_smtputf8 = true;
+			indexes[n++] = k;
+		}
+		j.id = id;
+		j.sender = env->sender;
+		j.rcpts = rcpts;
+		j.indexes = indexes;
+		j.nrcpts = n;
+		j.fd = fd;
+		j.offset = off;
+		j.length = (off_t)env->data_len;
+		j.is_8bit = has_8bit_body(env);
+		j.needs_smtputf8 = j.needs_smtputf8 || env->smtputf8;
+		inflight_add(sc, id);
+		deliver_submit(sc->deliver, &j);
+		njobs++;
+	}
+	for (size_t i = 0; i < env->nrcpts; i++)
+		free(lmtp_addrs[i]);
+	free(lmtp_addrs);
+	free(rcpts);
+	free(indexes);
+	return njobs;
 }
 
 static void
 process(struct sched *sc, const char *id)
 {
+	const struct config *c = sc->rt->cfg;
 	struct envelope env;
+	struct inflight *f;
 	struct err e;
 	int fd = -1;
 	off_t off = 0;
 	long long now = time(NULL), next = 0;
-	bool changed = false;
+	bool *bounced = NULL, *todo = NULL, any_job = false;
 
+	if ((f = inflight_get(sc, id)) != NULL) {
+		f->is_rerun = true;	/* after the jobs out now */
+		return;
+	}
 	envelope_init(&env);
 	err_clear(&e);
 	if (spool_load(sc->sp, id, &env, &fd, &off, &e) == -1) {
@@ -255,46 +620,98 @@ process(struct sched *sc, const char *id)
 		    "quarantine: %s", id, e.msg);
 		if (spool_quarantine(sc->sp, id, e.msg, &e) == -1)
 			log_warnx("%s: quarantine failed: %s", id, e.msg);
+		else if (stats.queue_size)
+			stats.queue_size--;
 		goto out;
 	}
 	if (env.is_held)
 		goto out;
+	bounced = xcalloc(env.nrcpts, sizeof(*bounced));
+	todo = xcalloc(env.nrcpts, sizeof(*todo));
 	for (size_t i = 0; i < env.nrcpts; i++) {
 		struct rcpt *r = &env.rcpts[i];
 
-		if (r->kind != RCPT_LOCAL ||
-		    (r->status != RCPT_PENDING && r->status != RCPT_DEFERRED))
-			continue;
-		if (r->status == RCPT_DEFERRED && r->next_try > now &&
-		    r->last_try >= sc->flush_time) {
-			if (next == 0 || r->next_try < next)
+		if (!is_due(sc, r, now)) {
+			if (r->status == RCPT_DEFERRED &&
+			    (next == 0 || r->next_try < next))
 				next = r->next_try;
 			continue;
 		}
-		deliver_local_rcpt(sc, id, &env, i, fd, off);
-		changed = true;
-		if (r->status == RCPT_DEFERRED &&
-		    (next == 0 || r->next_try < next))
-			next = r->next_try;
+		if (r->kind == RCPT_LOCAL && c->lmtp_host[0] == '\0')
+			bounced[i] = deliver_maildir(sc, id, &env, i, fd, off);
+		else
+			todo[i] = any_job = true;
 	}
-	if (envelope_is_final(&env)) {
-		if (spool_remove(sc->sp, id, &e) == -1)
-			log_warnx("%s: cannot remove from the queue: %s", id,
+	if (any_job) {
+		/* The outcomes so far are kept; the jobs' come later. */
+		if (spool_save_state(sc->sp, id, &env, &e) == -1)
+			log_warnx("%s: cannot save delivery state: %s", id,
 			    e.msg);
-		else {
-			log_info("%s: removed", id);
-			if (stats.queue_size)
-				stats.queue_size--;
-		}
+		for (size_t i = 0; i < env.nrcpts; i++)
+			if (bounced[i]) {
+				notify(sc, id, &env, fd, off, DSN_FAILED,
+				    bounced);
+				break;
+			}
+		submit_jobs(sc, id, &env, fd, off, todo);
 		goto out;
 	}
-	if (changed && spool_save_state(sc->sp, id, &env, &e) == -1)
-		log_warnx("%s: cannot save delivery state: %s", id, e.msg);
-	if (next)
-		schedule_retry(sc, id, next);
+	finish_round(sc, id, &env, fd, off, bounced);
 out:
 	if (fd != -1)
 		(void)close(fd);
+	free(bounced);
+	free(todo);
+	envelope_clear(&env);
+}
+
+/* deliver_remote's report of one job. */
+static void
+delivered(void *arg, const char *id, const struct deliver_result *res,
+    size_t n)
+{
+	struct sched *sc = arg;
+	struct envelope env;
+	bool *bounced = NULL, last, rerun;
+	struct err e;
+	int fd = -1;
+	off_t off = 0;
+
+	last = inflight_done(sc, id, &rerun);
+	envelope_init(&env);
+	err_clear(&e);
+	if (spool_load(sc->sp, id, &env, &fd, &off, &e) == -1) {
+		/* Deleted by the administrator meanwhile. */
+		if (e.errnum != ENOENT)
+			log_warnx("%s: cannot record delivery results: %s", id,
+			    e.msg);
+		goto out;
+	}
+	bounced = xcalloc(env.nrcpts, sizeof(*bounced));
+	for (size_t i = 0; i < n; i++)
+		if (res[i].index < env.nrcpts)
+			bounced[res[i].index] = record_result(sc, id, &env,
+			    res[i].index, res[i].status, res[i].reply,
+			    res[i].relay);
+	if (last)
+		finish_round(sc, id, &env, fd, off, bounced);
+	else {
+		if (spool_save_state(sc->sp, id, &env, &e) == -1)
+			log_warnx("%s: cannot save delivery state: %s", id,
+			    e.msg);
+		for (size_t i = 0; i < env.nrcpts; i++)
+			if (bounced[i]) {
+				notify(sc, id, &env, fd, off, DSN_FAILED,
+				    bounced);
+				break;
+			}
+	}
+	if (last && rerun)
+		sched_enqueue(sc, id);
+out:
+	if (fd != -1)
+		(void)close(fd);
+	free(bounced);
 	envelope_clear(&env);
 }
 
@@ -314,16 +731,7 @@ run_one(evutil_socket_t fd, short what, void *arg)
 		event_active(sc->run_ev, 0, 0);
 }
 
-/* Drops the retry timer of id, if any. */
-static void
-cancel_retry(struct sched *sc, const char *id)
-{
-	for (struct retry *r = sc->retries, *next; r; r = next) {
-		next = r->next;
-		if (strcmp(r->id, id) == 0)
-			retry_free(r);
-	}
-}
+/* ---- administration ------------------------------------------------------ */
 
 static void
 enqueue_cb(void *arg, const char *id)

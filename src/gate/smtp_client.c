@@ -1037,13 +1037,30 @@ reply_status(int code, enum smtp_client_step step)
 	}
 }
 
+static bool
+is_keyword(const char *line, size_t klen, const char *k)
+{
+	return klen == strlen(k) && strncasecmp(line, k, klen) == 0;
+}
+
 /* Records the EHLO/LHLO keywords (the lines after the first). */
 static void
 parse_ehlo(struct smtp_client *c)
 {
+	static const struct {
+		const char	*keyword;
+		unsigned	 bit;
+	} keywords[] = {
+		{ "PIPELINING", SMTP_CLIENT_EXT_PIPELINING },
+		{ "SIZE", SMTP_CLIENT_EXT_SIZE },
+		{ "8BITMIME", SMTP_CLIENT_EXT_8BITMIME },
+		{ "SMTPUTF8", SMTP_CLIENT_EXT_SMTPUTF8 },
+		{ "STARTTLS", SMTP_CLIENT_EXT_STARTTLS },
+		{ "CHUNKING", SMTP_CLIENT_EXT_CHUNKING },
+		{ "ENHANCEDSTATUSCODES", SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES },
+	};
 	char *line, *next, *arg;
-	unsigned long long v;
-	size_t klen;
+	size_t klen, i;
 
 	c->ext = 0;
 	c->size_max = 0;
@@ -1056,29 +1073,13 @@ parse_ehlo(struct smtp_client *c)
 		arg = line + klen;
 		while (*arg == ' ')
 			arg++;
-#define KEYWORD(k) (klen == sizeof(k) - 1 && strncasecmp(line, k, klen) == 0)
-		if (KEYWORD("PIPELINING"))
-			c->ext |= SMTP_CLIENT_EXT_PIPELINING;
-		else if (KEYWORD("8BITMIME"))
-			c->ext |= SMTP_CLIENT_EXT_8BITMIME;
-		else if (KEYWORD("SMTPUTF8"))
-			c->ext |= SMTP_CLIENT_EXT_SMTPUTF8;
-		else if (KEYWORD("STARTTLS"))
-			c->ext |= SMTP_CLIENT_EXT_STARTTLS;
-		else if (KEYWORD("CHUNKING"))
-			c->ext |= SMTP_CLIENT_EXT_CHUNKING;
-		else if (KEYWORD("ENHANCEDSTATUSCODES"))
-			c->ext |= SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES;
-		else if (KEYWORD("SIZE")) {
-			c->ext |= SMTP_CLIENT_EXT_SIZE;
-			/* "SIZE" alone or "SIZE 0": no fixed limit. */
-			if (arg[0] >= '0' && arg[0] <= '9' &&
-			    strlen(arg) <= 19) {
-				v = strtoull(arg, NULL, 10);
-				c->size_max = v;
-			}
-		}
-#undef KEYWORD
+		for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+			if (is_keyword(line, klen, keywords[i].keyword))
+				c->ext |= keywords[i].bit;
+		/* "SIZE" alone or "SIZE 0": no fixed limit (RFC 1870). */
+		if (is_keyword(line, klen, "SIZE") && arg[0] >= '0' &&
+		    arg[0] <= '9' && strlen(arg) <= 19)
+			c->size_max = strtoull(arg, NULL, 10);
 	}
 }
 
@@ -1202,11 +1203,11 @@ on_tx_reply(struct smtp_client *c, struct pending p,
 		on_data_reply(c, st);
 		break;
 	case SMTP_CLIENT_STEP_DATA_END:
+		if (p.is_ignored)
+			break;
 		/* The end-of-data reply ends the server's transaction. */
 		if (c->pend_head == c->pend_len)
 			c->need_rset = false;
-		if (p.is_ignored)
-			break;
 		current_reply(c, p.step, st, &r);
 		if (c->cb.data_done)
 			c->cb.data_done(c, c->arg, p.index, &r);

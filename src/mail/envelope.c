@@ -36,6 +36,7 @@ rcpt_clear(struct rcpt *r)
 	free(r->notify);
 	free(r->orcpt);
 	free(r->reply);
+	free(r->relay);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -380,9 +381,11 @@ envelope_format_state(const struct envelope *env, struct buf *out)
 	for (size_t i = 0; i < env->nrcpts; i++) {
 		const struct rcpt *r = &env->rcpts[i];
 
-		buf_printf(out, "rcpt %zu %s %u %lld %lld ", i,
+		buf_printf(out, "rcpt %zu %s %u %lld %lld %s ", i,
 		    rcpt_status_names[r->status], r->attempts, r->last_try,
-		    r->next_try);
+		    r->next_try, r->is_warned ? "w" : "-");
+		xtext_encode(out, r->relay);
+		buf_putc(out, ' ');
 		xtext_encode(out, r->reply);
 		buf_putc(out, '\n');
 	}
@@ -397,7 +400,7 @@ envelope_parse_state(const char *text, size_t len, struct envelope *env,
 
 	for (char *line = strtok_r(copy, "\n", &save); line && rc == 0;
 	    line = strtok_r(NULL, "\n", &save)) {
-		char status[16], reply[1024];
+		char status[16], flags[8], relay[1024], reply[2048];
 		unsigned long idx;
 		unsigned attempts;
 		long long last, next;
@@ -414,9 +417,9 @@ envelope_parse_state(const char *text, size_t len, struct envelope *env,
 			env->is_held = hold != 0;
 			continue;
 		}
-		if (sscanf(line, "rcpt %lu %15s %u %lld %lld %1023s", &idx,
-		    status, &attempts, &last, &next, reply) != 6 ||
-		    idx >= env->nrcpts) {
+		if (sscanf(line, "rcpt %lu %15s %u %lld %lld %7s %1023s %2047s",
+		    &idx, status, &attempts, &last, &next, flags, relay,
+		    reply) != 8 || idx >= env->nrcpts) {
 			rc = err_set(e, "state line %d: malformed", lineno);
 			break;
 		}
@@ -432,7 +435,10 @@ envelope_parse_state(const char *text, size_t len, struct envelope *env,
 		env->rcpts[idx].attempts = attempts;
 		env->rcpts[idx].last_try = last;
 		env->rcpts[idx].next_try = next;
+		env->rcpts[idx].is_warned = strchr(flags, 'w') != NULL;
 		rc = take(&env->rcpts[idx].reply, reply);
+		if (rc == 0)
+			rc = take(&env->rcpts[idx].relay, relay);
 		if (rc == -1)
 			err_set(e, "state line %d: bad reply text", lineno);
 	}

@@ -40,6 +40,8 @@ struct rcpt {
 	unsigned	 attempts;
 	long long	 last_try;	/* epoch seconds, 0 = never */
 	long long	 next_try;
+	bool		 is_warned;	/* a "delayed" DSN went out */
+	char		*relay;		/* last host tried, or NULL */
 	char		*reply;		/* last reply / reason, or NULL */
 };
 

@@ -23,15 +23,17 @@ struct run {
 	size_t		 consumed;
 };
 
-/* Feeds in[start, stop) as one call; false once data has ended early. */
+/*
+ * Feeds in[start, stop) as one call, from a copy in chunk into out, both
+ * of exactly stop - start bytes (heap, so ASan sees a byte too far).
+ * Returns false once the data has ended before the chunk did.
+ */
 static bool
-feed(struct run *r, const uint8_t *in, size_t start, size_t stop)
+feed_in(struct run *r, const uint8_t *in, size_t start, size_t stop,
+    char *chunk, char *out)
 {
 	size_t n = stop - start, outlen = (size_t)-1, got;
-	char *chunk = malloc(n ? n : 1), *out = malloc(n ? n : 1);
 
-	if (chunk == NULL || out == NULL)
-		abort();
 	memcpy(chunk, in + start, n);
 	got = smtp_data_feed(&r->d, chunk, n, out, &outlen);
 	if (got > n || outlen > n)
@@ -39,9 +41,22 @@ feed(struct run *r, const uint8_t *in, size_t start, size_t stop)
 	memcpy(r->out + r->out_len, out, outlen);
 	r->out_len += outlen;
 	r->consumed += got;
+	return got == n;
+}
+
+static bool
+feed(struct run *r, const uint8_t *in, size_t start, size_t stop)
+{
+	size_t n = stop - start;
+	char *chunk = malloc(n ? n : 1), *out = malloc(n ? n : 1);
+	bool all;
+
+	if (chunk == NULL || out == NULL)
+		abort();
+	all = feed_in(r, in, start, stop, chunk, out);
 	free(chunk);
 	free(out);
-	return got == n;
+	return all;
 }
 
 static void
@@ -88,8 +103,17 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	same(&whole, &two);
 
 	start(&bytes, is_bdat, len);
-	for (i = 0; i < len && feed(&bytes, in, i, i + 1); i++)
-		;
+	{
+		char *chunk = malloc(1), *out = malloc(1);
+
+		if (chunk == NULL || out == NULL)
+			abort();
+		for (i = 0; i < len &&
+		    feed_in(&bytes, in, i, i + 1, chunk, out); i++)
+			;
+		free(chunk);
+		free(out);
+	}
 	same(&whole, &bytes);
 
 	if (whole.out_len > whole.consumed || whole.d.in_len != whole.consumed ||

@@ -140,11 +140,18 @@ def check_overrides():
         "-o:3: unknown key 'foo'\n"
         "-o:4: bad value for max_connections: '0' (expected a number "
         ">= 1)\n"))
-    # An override repairs a bad file: it is applied after the file.
+    # Overrides come after the file and win...
+    s.conf["max_recipients"] = "7"
+    s.write_conf()
+    p = s.cmd("config", "-o", "max_recipients=10")
+    expect(p, 0)
+    assert "\nmax_recipients = 10\n" in p.stdout, p.stdout
+    # ...but a bad line in the file is still an error in the file.
     s.conf["max_recipients"] = "lots"
     s.write_conf()
-    expect(s.cmd("check"), 78)
-    expect(s.cmd("check", "-o", "max_recipients=10"), 0)
+    p = s.cmd("check", "-o", "max_recipients=10")
+    expect(p, 78, stdout="")
+    assert p.stderr.startswith(s.conf_path + ":"), p.stderr
 
 
 @test

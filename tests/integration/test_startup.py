@@ -61,6 +61,18 @@ def deliver(srv, rcpt="postmaster@localhost", port=None, subject="test"):
             c.close()
 
 
+def time_wait_count(port):
+    """Sockets in TIME_WAIT whose local port is port (Linux /proc)."""
+    n = 0
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for ln in f:
+            fields = ln.split()
+            if fields[3] == "06" and int(fields[1].split(":")[1], 16) == port:
+                n += 1
+    return n
+
+
 def wait_exit(srv, timeout):
     try:
         return srv.proc.wait(timeout)
@@ -178,6 +190,7 @@ def restart_at_once_after_sigterm():
         for r in idle:
             r.close()
         mark = len(s.log())
+        assert time_wait_count(s.port) > 0, "no TIME_WAIT left to test with"
         t0 = time.time()
         s.start(wait=False)
         wait_for(lambda: "listening on %s" % addr in s.log()[mark:], 5,
@@ -196,24 +209,16 @@ def restart_at_once_after_sigterm():
     assert s.stop() == 0, s.log()
 
 
-@test
-def systemd_socket_activation():
-    s = Server({"bind_retry": "3s"}, name="systemd")
-    addr = "127.0.0.1:%d" % s.port
-    # The socket systemd would have made, on the configured address:
-    # smtpgate must use it and not try to bind the address itself.
-    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    lsock.bind(("127.0.0.1", s.port))
-    lsock.listen(128)
+def start_activated(s, lsock):
+    """Starts s the way systemd would with lsock as its only socket:
+    fd 3, LISTEN_FDS=1, LISTEN_PID = smtpgate's own pid."""
     # Somewhere above 3, close-on-exec, so that dup2 to 3 is a real dup.
     hi = fcntl.fcntl(lsock.fileno(), fcntl.F_DUPFD_CLOEXEC, 30)
 
     def child_setup():
         os.dup2(hi, 3)      # dup2 clears FD_CLOEXEC on fd 3
 
-    # LISTEN_PID must be the pid of smtpgate itself: the shell exports its
-    # own pid, then execs smtpgate in the same process.
+    # The shell exports its own pid, then execs smtpgate in that process.
     argv = ["/bin/sh", "-c",
             'LISTEN_PID=$$; LISTEN_FDS=1; export LISTEN_PID LISTEN_FDS; '
             'exec "$0" "$@"', BIN, "serve", "-c", s.conf_path]
@@ -230,15 +235,67 @@ def systemd_socket_activation():
         os.close(hi)
     # Only the child holds the socket now: whatever answers is smtpgate.
     lsock.close()
+
+
+def check_activated(s, name):
+    """smtpgate serves mail through the socket it was handed, named name
+    in its log, and never tries to bind that address itself."""
     s.wait_listening(timeout=10)
     deliver(s, subject="through systemd's socket")
     s.wait_mailbox("postmaster", 1)
+    time.sleep(1.2)     # a retry, if any, would be logged by now
     log = s.log()
     assert BUSY not in log, ("smtpgate tried to bind the address it was "
                              "handed:\n%s" % log)
     assert s.proc.poll() is None, log
+    assert "listening on %s" % name in log, log
     assert s.stop() == 0, s.log()
-    assert "listening on %s" % addr in s.log(), s.log()
+
+
+@test
+def systemd_socket_activation():
+    # The socket systemd would have made, on the configured address.
+    s = Server({"bind_retry": "3s"}, name="systemd")
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", s.port))
+    lsock.listen(128)
+    start_activated(s, lsock)
+    check_activated(s, "127.0.0.1:%d" % s.port)
+
+
+@test
+def systemd_socket_activation_other_spelling():
+    # listen says "localhost:PORT"; systemd's socket is 127.0.0.1:PORT.
+    s = Server({"bind_retry": "3s"}, name="systemd2")
+    s.conf["listen"] = "localhost:%d" % s.port
+    s.write_conf()
+    lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    lsock.bind(("127.0.0.1", s.port))
+    lsock.listen(128)
+    start_activated(s, lsock)
+    check_activated(s, "127.0.0.1:%d" % s.port)
+
+
+@test
+def systemd_socket_activation_dual_stack():
+    # What ListenStream=PORT gives: [::]:PORT taking IPv4 too; listen is
+    # "*:PORT". smtpgate must not fight its own socket for the port.
+    s = Server({"bind_retry": "3s"}, name="systemd6")
+    s.conf["listen"] = "*:%d" % s.port
+    s.write_conf()
+    try:
+        lsock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+        lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        lsock.bind(("::", s.port))
+    except OSError as e:
+        print("# skipped: no IPv6 (%s)" % e)
+        return
+    lsock.listen(128)
+    start_activated(s, lsock)
+    check_activated(s, "[::]:%d" % s.port)
 
 
 def greet_during_startup(port, n, deadline):

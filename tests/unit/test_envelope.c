@@ -123,6 +123,8 @@ test_state_round_trip(void)
 	a.rcpts[1].attempts = 3;
 	a.rcpts[1].next_try = 1764485299;
 	a.rcpts[1].reply = strdup("451 4.3.0 try again later");
+	a.rcpts[1].relay = strdup("mx.example[192.0.2.1]:25");
+	a.rcpts[1].is_warned = true;
 	buf_init(&out);
 	envelope_format_state(&a, &out);
 	fill(&b);
@@ -133,12 +135,15 @@ test_state_round_trip(void)
 	CHECK_INT(b.rcpts[1].attempts, 3);
 	CHECK_INT(b.rcpts[1].next_try, 1764485299);
 	CHECK_STR(b.rcpts[1].reply, "451 4.3.0 try again later");
+	CHECK_STR(b.rcpts[1].relay, "mx.example[192.0.2.1]:25");
+	CHECK(b.rcpts[1].is_warned);
+	CHECK(!b.rcpts[0].is_warned);
 	CHECK(!envelope_is_final(&b));
 	b.rcpts[1].status = RCPT_BOUNCED;
 	CHECK(envelope_is_final(&b));
 	/* A state file naming a recipient the message does not have. */
-	CHECK_INT(envelope_parse_state("SMTPGATE-STATE 1\nrcpt 7 sent 1 0 0 -\n",
-	    38, &b, &e), -1);
+	CHECK_INT(envelope_parse_state("SMTPGATE-STATE 1\nrcpt 7 sent 1 0 0 - - -\n",
+	    42, &b, &e), -1);
 	envelope_clear(&a);
 	envelope_clear(&b);
 	buf_clear(&out);
