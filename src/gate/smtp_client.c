@@ -780,17 +780,22 @@ is_ip_literal(const char *name)
 	    inet_pton(AF_INET6, name, addr) == 1;
 }
 
-/* The newest OpenSSL error queued for bev, as text, or NULL. */
+/*
+ * The OpenSSL error libevent queued for bev, as text, or NULL. libevent
+ * hands them back newest first, mixed with SSL_get_error() codes (library
+ * 0), which say nothing: keep the newest real one.
+ */
 static const char *
 tls_error(struct bufferevent *bev, char *out, size_t size)
 {
-	unsigned long e, last = 0;
+	unsigned long e, found = 0;
 
 	while ((e = bufferevent_get_openssl_error(bev)) != 0)
-		last = e;
-	if (last == 0)
+		if (found == 0 && ERR_GET_LIB(e) != 0)
+			found = e;
+	if (found == 0)
 		return NULL;
-	ERR_error_string_n(last, out, size);
+	ERR_error_string_n(found, out, size);
 	return out;
 }
 

@@ -38,6 +38,9 @@
  * smtp_client_free: freeing inside a callback is safe (the engine marks
  * itself dead and releases its memory when the callback chain unwinds; no
  * further callback comes).
+ *
+ * The process must ignore SIGPIPE (cmd_serve does): a peer that closes
+ * while the content is being sent would otherwise kill it.
  */
 #ifndef SMTPGATE_GATE_SMTP_CLIENT_H
 #define SMTPGATE_GATE_SMTP_CLIENT_H

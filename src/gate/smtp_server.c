@@ -97,6 +97,7 @@ struct smtp_server;
 struct smtp_tx {
 	struct envelope	  env;
 	unsigned	  nrcpt_cmds;	/* RCPT commands accepted */
+	bool		  has_rcpt_tries;	/* any RCPT, even refused */
 	long long	  size_hint;	/* MAIL SIZE=, -1 if none */
 	struct spool_msg *msg;		/* open once DATA/BDAT starts */
 	struct smtp_data  data;
@@ -142,7 +143,12 @@ struct smtp_session {
 	struct event		*auth_delay;	/* slows failed attempts */
 	bool			 is_trace;
 	bool			 is_counted_ip;	/* counted in climit */
-	bool			 in_long_line;	/* discarding to the next LF */
+	enum line_fault {
+		LINE_OK,
+		LINE_TOO_LONG,		/* discarding to the next CRLF */
+		LINE_BARE_LF,		/* a bare LF: the line is refused */
+	}			 line_fault;
+	bool			 drained_cr;	/* last byte dropped was CR */
 	bool			 is_quitting;	/* 421 after this transaction */
 	char			 helo[256];
 	int			 errors;
@@ -402,6 +408,7 @@ do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	char rcpt[ADDR_MAX + 1];
 	struct err e;
 
+	tx->has_rcpt_tries = true;
 	if (tx->nrcpt_cmds >= c->max_recipients) {
 		reply(s, REPLY_TOO_MANY_RCPTS);
 		return;
@@ -472,7 +479,10 @@ do_data(struct smtp_session *s, const struct smtp_cmd *cmd)
 		return;
 	}
 	if (tx->env.nrcpts == 0) {
-		reply(s, REPLY_NO_VALID_RCPT);
+		/* RFC 5321 §3.3: 554 when every RCPT was refused, 503 when
+		 * there was none. */
+		reply(s, tx->has_rcpt_tries ? REPLY_NO_VALID_RCPT :
+		    REPLY_NEED_RCPT);
 		return;
 	}
 	if (start_message(s, false) == -1) {
@@ -507,9 +517,8 @@ do_bdat(struct smtp_session *s, const struct smtp_cmd *cmd)
 	} else if (!tx->uses_bdat && !tx->is_bdat_refused) {
 		if (tx->env.nrcpts == 0) {
 			tx->is_bdat_refused = true;
-			tx->bdat_refusal = s->state == SMTP_STATE_MAIL &&
-			    tx->nrcpt_cmds == 0 ? REPLY_NEED_RCPT :
-			    REPLY_NO_VALID_RCPT;
+			tx->bdat_refusal = tx->has_rcpt_tries ?
+			    REPLY_NO_VALID_RCPT : REPLY_NEED_RCPT;
 		} else if (start_message(s, true) == -1)
 			tx->is_bdat_refused = true;
 		else
@@ -850,7 +859,7 @@ static const struct verb {
 	{ SMTP_VERB_EHLO,	ST_ANY,			do_helo },
 	{ SMTP_VERB_MAIL,	ST(HELO),		do_mail },
 	{ SMTP_VERB_RCPT,	ST(MAIL) | ST(RCPT),	do_rcpt },
-	{ SMTP_VERB_DATA,	ST(RCPT),		do_data },
+	{ SMTP_VERB_DATA,	ST(MAIL) | ST(RCPT),	do_data },
 	{ SMTP_VERB_BDAT,	ST_ANY,			do_bdat },
 	{ SMTP_VERB_RSET,	ST_ANY,			do_rset },
 	{ SMTP_VERB_NOOP,	ST_ANY,			do_noop },
@@ -1108,28 +1117,57 @@ read_command_line(struct smtp_session *s, struct evbuffer *in, size_t eol)
 	handle_command(s, line, len);
 }
 
+/*
+ * Only CRLF ends a command line (RFC 5321 §2.3.8). A line with a bare LF
+ * in it is refused whole, up to its CRLF, with one reply: the text after
+ * a bare LF is never run as a command of its own. An over-long line is
+ * dropped as it arrives, so it never takes more than INPUT_MAX.
+ */
 static void
 read_commands(struct smtp_session *s, struct evbuffer *in)
 {
-	struct evbuffer_ptr p;
-	size_t avail;
+	struct evbuffer_ptr p, q;
+	size_t avail = evbuffer_get_length(in);
+	char before = '\0';
+	bool has_cr;
 
-	avail = evbuffer_get_length(in);
 	p = evbuffer_search(in, "\n", 1, NULL);
 	if (p.pos == -1) {
-		/* No end of line yet: an over-long line is dropped as it
-		 * arrives, so it never takes more than INPUT_MAX. */
 		if (avail > SMTP_CMD_LINE_MAX + 1) {
+			evbuffer_ptr_set(in, &q, avail - 1, EVBUFFER_PTR_SET);
+			evbuffer_copyout_from(in, &q, &before, 1);
+			s->drained_cr = before == '\r';
 			evbuffer_drain(in, avail);
-			s->in_long_line = true;
+			if (s->line_fault == LINE_OK)
+				s->line_fault = LINE_TOO_LONG;
 		}
 		return;
 	}
-	if (s->in_long_line || (size_t)p.pos > SMTP_CMD_LINE_MAX + 1) {
+	if (p.pos > 0) {
+		evbuffer_ptr_set(in, &q, (size_t)p.pos - 1, EVBUFFER_PTR_SET);
+		evbuffer_copyout_from(in, &q, &before, 1);
+		has_cr = before == '\r';
+	} else
+		has_cr = s->drained_cr;
+	s->drained_cr = false;
+	if (!has_cr) {
 		evbuffer_drain(in, (size_t)p.pos + 1);
-		s->in_long_line = false;
-		log_warnx("[%s]:%d command line too long", s->addr, s->port);
-		reply(s, REPLY_LINE_TOO_LONG);
+		if (s->line_fault == LINE_OK)
+			log_warnx("[%s]:%d bare LF in a command line", s->addr,
+			    s->port);
+		s->line_fault = LINE_BARE_LF;
+		return;
+	}
+	if (s->line_fault != LINE_OK || (size_t)p.pos > SMTP_CMD_LINE_MAX + 1) {
+		evbuffer_drain(in, (size_t)p.pos + 1);
+		if (s->line_fault == LINE_BARE_LF)
+			reply(s, REPLY_BARE_LF);
+		else {
+			log_warnx("[%s]:%d command line too long", s->addr,
+			    s->port);
+			reply(s, REPLY_LINE_TOO_LONG);
+		}
+		s->line_fault = LINE_OK;
 		return;
 	}
 	read_command_line(s, in, (size_t)p.pos);
@@ -1142,8 +1180,13 @@ process_input(struct smtp_session *s)
 
 	while (s->state != SMTP_STATE_CLOSING) {
 		size_t before = evbuffer_get_length(in);
-		bool in_long = s->in_long_line;
+		enum line_fault fault = s->line_fault;
 
+		/* BDAT 0 has no bytes to wait for. */
+		if (s->state == SMTP_STATE_BDAT && s->tx->bdat_left == 0) {
+			end_bdat_chunk(s);
+			continue;
+		}
 		if (before == 0 || s->state == SMTP_STATE_WAIT ||
 		    s->state == SMTP_STATE_TLS)
 			break;
@@ -1158,7 +1201,7 @@ process_input(struct smtp_session *s)
 		} else {
 			read_commands(s, in);
 			if (evbuffer_get_length(in) == before &&
-			    s->in_long_line == in_long)
+			    s->line_fault == fault)
 				break;		/* need more input */
 		}
 		if (s->state != SMTP_STATE_CLOSING && check_errors(s))

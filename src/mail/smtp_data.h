@@ -48,8 +48,8 @@ void	smtp_data_init(struct smtp_data *d, bool is_bdat);
  */
 size_t	smtp_data_feed(struct smtp_data *d, const char *in, size_t len,
 	    char *out, size_t *outlen);
-/* For BDAT after the LAST chunk: true when the message ends mid-CR
- * (a final bare CR), which is also refused. */
+/* For BDAT after the LAST chunk: false when the message ends with a bare
+ * CR (a CR that no LF can follow any more), which is also refused. */
 bool	smtp_data_bdat_end_ok(const struct smtp_data *d);
 
 #endif

@@ -10,7 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message  # noqa: E402
+from harness import Server, test, main, message, free_port  # noqa: E402
 
 ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 
@@ -33,8 +33,18 @@ VARIANTS = [
 
 # ---- helpers (local to this file) ----------------------------------------
 
+def hermetic(conf=None):
+    """Nothing leaves loopback: DNS and the relay host point at loopback
+    ports where nothing listens, so mail for remote domains (bounces
+    included) just waits in the queue."""
+    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
+         "relay_host": "[127.0.0.1]:%d" % free_port()}
+    c.update(conf or {})
+    return c
+
+
 def start(conf=None):
-    return Server(conf, name="smuggle").start()
+    return Server(hermetic(conf), name="smuggle").start()
 
 
 def exp(r, send, code, enh=None, text=None):
@@ -153,6 +163,14 @@ def bare_lf_in_body():
     exp(r, None, 554, "5.6.0")
     exp(r, None, 250, "2.0.0")
     exp(r, None, 250, "2.0.0")
+    # the refused transaction is over: no RCPT without a new MAIL
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "DATA", 354)
+    r.send(b"Subject: first\r\n\r\nbare\nlf\r\n.\r\n")
+    exp(r, None, 554, "5.6.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 503, "5.5.1")
+    exp(r, "DATA", 503, "5.5.1")
     clean_message_then_check(s, r)
 
 

@@ -251,11 +251,23 @@ peer_write_cb(struct bufferevent *bev, void *arg)
 }
 
 static void
+peer_close_cb(evutil_socket_t fd, short what, void *arg)
+{
+	peer_close(arg);
+}
+
+static void
 peer_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct peer *p = arg;
+	struct timeval tv = { 0, 100000 };
 
-	if (what & (BEV_EVENT_EOF | BEV_EVENT_ERROR))
+	if (what & BEV_EVENT_ERROR) {
+		/* Give a TLS alert the time to reach the client. */
+		bufferevent_disable(bev, EV_READ);
+		event_base_once(p->base, -1, EV_TIMEOUT, peer_close_cb, p,
+		    &tv);
+	} else if (what & BEV_EVENT_EOF)
 		peer_close(p);
 }
 
@@ -297,7 +309,9 @@ struct drv {
 	int			 nmsgs;
 	int			 next;
 	bool			 free_at_rcpt;	/* free in the 2nd rcpt cb */
+	bool			 is_holding;	/* stay idle after ready */
 	bool			 is_done;
+	struct peer		*peer;		/* cleared by drv_clear */
 	struct buf		 log;
 	unsigned		 ext;
 	unsigned long long	 size_max;
@@ -353,7 +367,8 @@ cb_ready(struct smtp_client *c, void *arg)
 	d->is_esmtp = smtp_client_is_esmtp(c);
 	snprintf(d->tls_info, sizeof(d->tls_info), "%s", tls ? tls : "");
 	d->is_verified = smtp_client_tls_verified(c);
-	drv_next(d, c);
+	if (!d->is_holding)
+		drv_next(d, c);
 }
 
 static void
@@ -471,6 +486,8 @@ drv_clear(struct drv *d)
 	for (int i = 0; i < d->nmsgs; i++)
 		close(d->msgs[i].fd);
 	buf_clear(&d->log);
+	if (d->peer)
+		peer_clear(d->peer);
 }
 
 static struct smtp_client_params
@@ -522,7 +539,10 @@ run_with(struct drv *d, struct peer *p, const struct step *steps,
 		fprintf(stderr, "  peer stopped at step %zu of %zu\n", p->pos,
 		    p->nsteps);
 	CHECK_INT(p->pos, p->nsteps);
-	peer_clear(p);
+	if (getenv("TEST_VERBOSE"))
+		fprintf(stderr, "  log: %s\n", d->log.data);
+	peer_close(p);
+	d->peer = p;
 	event_base_free(d->base);
 	d->base = NULL;
 }
@@ -535,7 +555,7 @@ run_with(struct drv *d, struct peer *p, const struct step *steps,
 
 #define GREET	{ NULL, "220 mx.test ESMTP\r\n", ACT_NONE }
 #define EHLO_PIPE { "EHLO client.test\r\n", "250-mx.test\r\n" \
-	"250-PIPELINING\r\n250-SIZE 1000000\r\n250-8BITMIME\r\n" \
+	"250-PIPELINING\r\n250-SIZE 10000000\r\n250-8BITMIME\r\n" \
 	"250 ENHANCEDSTATUSCODES\r\n", ACT_NONE }
 #define EHLO_PLAIN { "EHLO client.test\r\n", "250-mx.test\r\n" \
 	"250 8BITMIME\r\n", ACT_NONE }
@@ -617,7 +637,7 @@ test_pipelining(void)
 	CHECK(d.is_esmtp);
 	CHECK_INT(d.ext, SMTP_CLIENT_EXT_PIPELINING | SMTP_CLIENT_EXT_SIZE |
 	    SMTP_CLIENT_EXT_8BITMIME | SMTP_CLIENT_EXT_ENHANCEDSTATUSCODES);
-	CHECK_INT(d.size_max, 1000000);
+	CHECK_INT(d.size_max, 10000000);
 	drv_clear(&d);
 }
 
@@ -859,7 +879,7 @@ test_no_final_crlf(void)
 	run_content(in, strlen(in),
 	    "Subject: x\r\n\r\nbody without end\r\n.\r\n");
 	run_content("", 0, ".\r\n");
-	run_content("a\r\n.", 5, "a\r\n..\r\n.\r\n");
+	run_content("a\r\n.", 4, "a\r\n..\r\n.\r\n");
 	run_content("a\r", 2, "a\r\n.\r\n");
 }
 
@@ -1379,6 +1399,67 @@ test_send_errors(void)
 	}
 }
 
+/* The peer ends an idle session: closing, or 421 then closing. */
+static void
+test_idle_close(void)
+{
+	static const struct step s1[] = {
+		GREET,
+		{ "EHLO client.test\r\n", "250 mx.test\r\n", ACT_CLOSE },
+	};
+	static const struct step s2[] = {
+		GREET,
+		{ "EHLO client.test\r\n", "250 mx.test\r\n"
+		  "421 4.4.2 idle too long\r\n", ACT_CLOSE },
+	};
+	struct smtp_client_params prm = params_default();
+	struct drv d;
+	struct peer p;
+
+	drv_init(&d);
+	d.is_holding = true;
+	RUN_SCRIPT(&d, &p, s1, &prm);
+	CHECK_STR(d.log.data, "ready; failed connfail idle 0  "
+	    "[connection closed by peer while idle]; ");
+	drv_clear(&d);
+
+	drv_init(&d);
+	d.is_holding = true;
+	RUN_SCRIPT(&d, &p, s2, &prm);
+	CHECK_STR(d.log.data, "ready; failed tempfail idle 421 4.4.2 "
+	    "[421 4.4.2 idle too long]; ");
+	drv_clear(&d);
+}
+
+/* smtp_client_quit before the session is ready: closed() from the loop,
+ * never from inside the call. */
+static void
+test_quit_early(void)
+{
+	struct smtp_client_params prm = params_default();
+	struct timeval guard = { 5, 0 };
+	struct event *ev;
+	struct drv d;
+	struct err e;
+	int sv[2];
+
+	drv_init(&d);
+	d.base = event_base_new();
+	CHECK(socketpair(AF_UNIX, SOCK_STREAM, 0, sv) == 0);
+	d.c = smtp_client_new(d.base, sv[0], &prm, &drv_cb, &d, &e);
+	smtp_client_quit(d.c);
+	CHECK(d.log.data == NULL);
+	ev = evtimer_new(d.base, guard_cb, &d);
+	evtimer_add(ev, &guard);
+	event_base_dispatch(d.base);
+	CHECK_STR(d.log.data, "closed");
+	CHECK(d.c == NULL);
+	event_free(ev);
+	close(sv[1]);
+	event_base_free(d.base);
+	drv_clear(&d);
+}
+
 /* ---- STARTTLS ---------------------------------------------------------- */
 
 static char tls_dir[64];
@@ -1439,6 +1520,9 @@ run_starttls_ok(bool trust, const char *server_name, bool expect_verified)
 		QUIT,
 	};
 	struct smtp_client_params prm = params_default();
+	size_t size = 600 * 1024, elen;
+	char *content = big_content(size);
+	char *expect = stuffed(content, size, &elen);
 	SSL_CTX *sctx = server_ctx(0);
 	SSL_CTX *cctx = SSL_CTX_new(TLS_client_method());
 	struct drv d;
@@ -1450,8 +1534,11 @@ run_starttls_ok(bool trust, const char *server_name, bool expect_verified)
 	prm.tls_ctx = cctx;
 	prm.server_name = server_name;
 	drv_init(&d);
-	msg_set(&d.msgs[d.nmsgs++], "a@x.test", rcpt1, 1, body, strlen(body));
+	msg_set(&d.msgs[d.nmsgs++], "a@x.test", rcpt1, 1, content, size);
 	run_with(&d, &p, s, sizeof(s) / sizeof(s[0]), &prm, sctx);
+	CHECK(p.data.len == elen && memcmp(p.data.data, expect, elen) == 0);
+	free(content);
+	free(expect);
 	CHECK_STR(d.log.data, "ready; rcpt 0 ok 250 ; data -1 ok 250 2.0.0; "
 	    "tx_done; closed");
 	CHECK_STR(d.tls_info, "TLSv1.3 TLS_AES_256_GCM_SHA384");
@@ -1581,6 +1668,8 @@ main(void)
 	RUN(test_smtputf8);
 	RUN(test_free_in_callback);
 	RUN(test_send_errors);
+	RUN(test_idle_close);
+	RUN(test_quit_early);
 	if (make_cert()) {
 		RUN(test_starttls);
 		RUN(test_starttls_handshake_failure);
