@@ -26,6 +26,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1515,6 +1516,14 @@ config_check_files(const struct config *c, struct buf *errors)
 	if (*c->tls_cert_file && *c->tls_key_file &&
 	    check_tls(c->tls_cert_file, c->tls_key_file, errors) == -1)
 		rc = -1;
+	/* serve drops to this user when started as root. */
+	if (*c->user && strcmp(c->user, "root") != 0 &&
+	    getpwnam(c->user) == NULL) {
+		buf_printf(errors, "%s: user '%s' (key user) does not exist: "
+		    "create it (scripts/setup.sh does) or set user = root\n",
+		    c->file ? c->file : "(defaults)", c->user);
+		rc = -1;
+	}
 	buf_clear(&scratch);
 	return rc;
 }

@@ -884,6 +884,13 @@ deliver_set_runtime(struct deliver *d, struct runtime *rt)
 	runtime_unref(old);
 }
 
+void
+deliver_retry_now(struct deliver *d)
+{
+	for (struct dest *dst = d->dests; dst; dst = dst->next)
+		dst->dead_until = 0;
+}
+
 size_t
 deliver_pending(const struct deliver *d)
 {

@@ -78,6 +78,9 @@ struct deliver	*deliver_new(struct event_base *base, struct dns *dns,
 void		 deliver_free(struct deliver *d);
 void		 deliver_set_runtime(struct deliver *d, struct runtime *rt);
 void		 deliver_submit(struct deliver *d, const struct deliver_job *j);
+/* Forgets that destinations were unreachable (`queue flush`): the next
+ * job tries them again at once. */
+void		 deliver_retry_now(struct deliver *d);
 /* Jobs submitted and not yet done. */
 size_t		 deliver_pending(const struct deliver *d);
 

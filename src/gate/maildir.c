@@ -224,10 +224,11 @@ out:
 	return rc;
 }
 
-/* Writes, fsyncs and closes tmp; fd is closed whatever happens. */
+/* Writes, fsyncs (with do_sync) and closes tmp; fd is closed whatever
+ * happens. */
 static int
 write_tmp(int fd, const char *tmp, const char *prefix, size_t prefix_len,
-    int src, off_t offset, off_t len, struct err *e)
+    int src, off_t offset, off_t len, bool do_sync, struct err *e)
 {
 	if (prefix_len > 0 && fsio_write_all(fd, prefix, prefix_len) == -1) {
 		err_sys(e, "maildir: write %s", tmp);
@@ -235,7 +236,7 @@ write_tmp(int fd, const char *tmp, const char *prefix, size_t prefix_len,
 	}
 	if (copy_range(fd, tmp, src, offset, len, e) == -1)
 		goto fail;
-	if (fsync(fd) == -1) {
+	if (do_sync && fsync(fd) == -1) {
 		err_sys(e, "maildir: fsync %s", tmp);
 		goto fail;
 	}
@@ -323,7 +324,8 @@ deliver(const char *postoffice, const char *mailbox, const char *hostname,
 	if ((out = create_tmp(dir, hostname, fixed ? tmpname : name, tmp,
 	    e)) == -1)
 		return -1;
-	if (write_tmp(out, tmp, prefix, prefix_len, fd, offset, len, e) == -1 ||
+	if (write_tmp(out, tmp, prefix, prefix_len, fd, offset, len, true,
+	    e) == -1 ||
 	    (linked = link_new(dir, hostname, tmp, name, final,
 	    fixed != NULL, e)) == -1) {
 		(void)unlink(tmp);	/* nothing was delivered */
@@ -364,4 +366,69 @@ maildir_deliver_once(const char *postoffice, const char *mailbox,
 {
 	return deliver(postoffice, mailbox, NULL, name, prefix, prefix_len,
 	    fd, offset, len, NULL, 0, e);
+}
+
+/* ---- batches: many deliveries, one sync ------------------------------ */
+
+int
+maildir_prepare(struct maildir_delivery *d, const char *postoffice,
+    const char *mailbox, const char *name, const char *prefix,
+    size_t prefix_len, int fd, off_t offset, off_t len, struct err *e)
+{
+	char dir[PATH_MAX], tmpname[MAILDIR_NAME_SIZE];
+	int out;
+
+	d->state = MAILDIR_NONE;
+	if (check_args(postoffice, mailbox, offset, len, dir, e) == -1 ||
+	    make_dirs(postoffice, dir, d->newdir, e) == -1)
+		return -1;
+	if (strchr(name, '/') || path_of(d->final, dir, "new", name, e) == -1)
+		return err_set(e, "maildir: bad file name %.64s", name);
+	if (access(d->final, F_OK) == 0) {
+		/* Delivered by an attempt that crashed before recording it. */
+		d->state = MAILDIR_ALREADY;
+		return 0;
+	}
+	if ((out = create_tmp(dir, NULL, tmpname, d->tmp, e)) == -1)
+		return -1;
+	if (write_tmp(out, d->tmp, prefix, prefix_len, fd, offset, len, false,
+	    e) == -1) {
+		(void)unlink(d->tmp);
+		return -1;
+	}
+	d->state = MAILDIR_PREPARED;
+	return 0;
+}
+
+int
+maildir_publish(struct maildir_delivery *d, struct err *e)
+{
+	if (d->state != MAILDIR_PREPARED)
+		return d->state == MAILDIR_ALREADY ? 0 :
+		    err_set(e, "maildir: nothing prepared");
+	if (link(d->tmp, d->final) == -1 && errno != EEXIST) {
+		err_sys(e, "maildir: link %s -> %s", d->tmp, d->final);
+		maildir_discard(d);
+		return -1;
+	}
+	if (unlink(d->tmp) == -1)
+		log_warn("maildir: unlink %s", d->tmp);
+	d->state = MAILDIR_PUBLISHED;
+	return 0;
+}
+
+void
+maildir_unpublish(struct maildir_delivery *d)
+{
+	if (d->state == MAILDIR_PUBLISHED)
+		(void)unlink(d->final);
+	d->state = MAILDIR_NONE;
+}
+
+void
+maildir_discard(struct maildir_delivery *d)
+{
+	if (d->state == MAILDIR_PREPARED)
+		(void)unlink(d->tmp);
+	d->state = MAILDIR_NONE;
 }

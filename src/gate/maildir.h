@@ -9,6 +9,7 @@
 #ifndef SMTPGATE_GATE_MAILDIR_H
 #define SMTPGATE_GATE_MAILDIR_H
 
+#include <limits.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -51,5 +52,38 @@ int	maildir_queue_name(char *out, size_t size, long long sec,
  */
 int	maildir_unique_name(char *out, size_t size, long long sec, long usec,
 	    long pid, unsigned long counter, const char *hostname);
+
+/*
+ * Batches: prepare many deliveries (tmp files written, not synced), make
+ * them durable with one sync of the file system, then publish each (link
+ * into new/) and fsync each new/ directory once. Names are fixed as for
+ * maildir_deliver_once, so a retry after a crash never delivers twice.
+ */
+enum maildir_state {
+	MAILDIR_NONE,
+	MAILDIR_PREPARED,	/* tmp written, not yet synced or linked */
+	MAILDIR_ALREADY,	/* new/NAME was there: delivered before */
+	MAILDIR_PUBLISHED,	/* linked into new/ */
+};
+
+struct maildir_delivery {
+	enum maildir_state	state;
+	char			tmp[PATH_MAX];
+	char			final[PATH_MAX];
+	char			newdir[PATH_MAX];	/* fsync after publish */
+};
+
+/* Writes tmp/ for mailbox (created on first use). 0 (d->state PREPARED
+ * or ALREADY) or -1 with e filled. */
+int	maildir_prepare(struct maildir_delivery *d, const char *postoffice,
+	    const char *mailbox, const char *name, const char *prefix,
+	    size_t prefix_len, int fd, off_t offset, off_t len,
+	    struct err *e);
+/* After the data is synced: links into new/ (0, or -1 and discarded). */
+int	maildir_publish(struct maildir_delivery *d, struct err *e);
+/* Takes a published copy back (its new/ could not be synced). */
+void	maildir_unpublish(struct maildir_delivery *d);
+/* Removes a prepared tmp file that will not be published. */
+void	maildir_discard(struct maildir_delivery *d);
 
 #endif

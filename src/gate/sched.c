@@ -20,6 +20,7 @@
 #include "gate/sched.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,7 @@
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/fsio.h"
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/str.h"
@@ -40,6 +42,7 @@
 #include "mail/envelope.h"
 #include "mail/header.h"
 #include "net/dns.h"
+#include "net/worker.h"
 #include "gate/bounce.h"
 #include "gate/config.h"
 #include "gate/deliver_remote.h"
@@ -49,6 +52,8 @@
 #include "gate/stats.h"
 
 #define INFLIGHT_BUCKETS	1024
+#define RUN_BATCH		128	/* messages looked at per loop turn */
+#define LOCAL_BATCH_MAX		1024	/* Maildir deliveries per sync */
 
 struct retry {
 	char		 id[SPOOL_ID_LEN + 1];
@@ -65,6 +70,28 @@ struct inflight {
 	struct inflight	*next;
 };
 
+/* One Maildir delivery of a local batch. */
+struct local_item {
+	char			 id[SPOOL_ID_LEN + 1];
+	size_t			 index;		/* recipient */
+	char			*mailbox;
+	char			 name[512];	/* file name in new/ */
+	struct buf		 prefix;	/* Return-Path, Delivered-To */
+	int			 fd;		/* the queue file, dup'ed */
+	off_t			 off;
+	off_t			 len;
+	int			 rc;
+	struct err		 err;
+	struct maildir_delivery	 md;
+};
+
+struct local_batch {
+	struct sched		*sc;
+	char			*postoffice;
+	struct local_item	*items;
+	size_t			 n, size;
+};
+
 struct sched {
 	struct event_base	*base;
 	struct spool		*sp;
@@ -77,11 +104,17 @@ struct sched {
 	struct retry		*retries;
 	struct inflight		*inflight[INFLIGHT_BUCKETS];
 	long long		 flush_time;	/* last `queue flush` */
+	struct worker		*worker;	/* Maildir batches */
+	struct local_batch	*collecting;	/* being filled */
+	bool			 is_batch_out;	/* one at the worker */
+	bool			 is_queue_dirty; /* removals to fsync */
 };
 
 static void	run_one(evutil_socket_t fd, short what, void *arg);
 static void	delivered(void *arg, const char *id,
 		    const struct deliver_result *res, size_t n);
+static void	local_batch_free(struct local_batch *b);
+static void	sync_removals(struct sched *sc);
 
 long
 sched_backoff(long retry_min, long retry_max, unsigned attempts)
@@ -164,6 +197,9 @@ sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 	if (sc->dns == NULL)
 		fatalx(78, "dns_servers: %s", e.msg);
 	sc->deliver = deliver_new(base, sc->dns, rt, delivered, sc);
+	sc->worker = worker_new(base);
+	if (sc->worker == NULL)
+		fatalx(71, "cannot start the delivery thread");
 	return sc;
 }
 
@@ -187,6 +223,10 @@ sched_free(struct sched *sc)
 {
 	if (sc == NULL)
 		return;
+	/* Batches out at the worker are finished and recorded first. */
+	worker_free(sc->worker);
+	sc->worker = NULL;
+	local_batch_free(sc->collecting);
 	deliver_free(sc->deliver);
 	dns_free(sc->dns);
 	while (sc->retries)
@@ -299,7 +339,8 @@ now_seconds(void)
  */
 static bool
 record_result(struct sched *sc, const char *id, struct envelope *env,
-    size_t i, enum deliver_status st, const char *reply, const char *relay)
+    size_t i, enum deliver_status st, const char *enhanced, const char *reply,
+    const char *relay)
 {
 	const struct config *c = sc->rt->cfg;
 	struct rcpt *r = &env->rcpts[i];
@@ -309,6 +350,8 @@ record_result(struct sched *sc, const char *id, struct envelope *env,
 
 	r->attempts++;
 	r->last_try = now;
+	str_copy(r->dsn_status, enhanced ? enhanced : "",
+	    sizeof(r->dsn_status));
 	free(r->reply);
 	r->reply = xstrdup(reply);
 	free(r->relay);
@@ -319,6 +362,8 @@ record_result(struct sched *sc, const char *id, struct envelope *env,
 		    reply, c->queue_lifetime);
 		free(r->reply);
 		r->reply = why;
+		/* The DSN keeps the last temporary status, which says why
+		 * (as Postfix does); "Action: failed" says it is final. */
 		st = DELIVER_PERMFAIL;
 	}
 	switch (st) {
@@ -344,41 +389,225 @@ record_result(struct sched *sc, const char *id, struct envelope *env,
 	return r->status == RCPT_BOUNCED;
 }
 
-/* ---- local delivery into Maildir ---------------------------------------- */
+/* ---- local delivery into Maildir, in batches ----------------------------- */
 
-static bool
-deliver_maildir(struct sched *sc, const char *id, struct envelope *env,
+static void	submit_local_batch(struct sched *sc);
+
+static void
+local_batch_free(struct local_batch *b)
+{
+	if (b == NULL)
+		return;
+	for (size_t i = 0; i < b->n; i++) {
+		free(b->items[i].mailbox);
+		buf_clear(&b->items[i].prefix);
+		if (b->items[i].fd != -1)
+			(void)close(b->items[i].fd);
+	}
+	free(b->items);
+	free(b->postoffice);
+	free(b);
+}
+
+/* Adds recipient i of message id to the batch being collected. */
+static void
+add_local_item(struct sched *sc, const char *id, const struct envelope *env,
     size_t i, int fd, off_t off)
 {
 	const struct config *c = sc->rt->cfg;
-	struct rcpt *r = &env->rcpts[i];
-	struct buf prefix;
-	char name[512], relay[300];
-	struct err e;
-	int rc = -1;
-	bool bounced;
+	struct local_batch *b = sc->collecting;
+	struct local_item *it;
 
-	buf_init(&prefix);
-	header_local_prefix(&prefix, env->sender, r->orig);
-	err_clear(&e);
-	if (maildir_queue_name(name, sizeof(name), (long long)env->arrival, id,
-	    i, c->hostname) == -1)
-		err_set(&e, "maildir: host name too long for a file name");
-	else
-		rc = maildir_deliver_once(c->postoffice_dir, r->target, name,
-		    prefix.data, prefix.len, fd, off, (off_t)env->data_len,
-		    &e);
-	buf_clear(&prefix);
-	snprintf(relay, sizeof(relay), "local mailbox=%s", r->target);
-	if (rc >= 0)
-		bounced = record_result(sc, id, env, i, DELIVER_SENT, rc == 1 ?
-		    "delivered to maildir (by an earlier attempt)" :
-		    "delivered to maildir", relay);
-	else
-		/* A local disk problem is temporary: never bounce on it. */
-		bounced = record_result(sc, id, env, i, DELIVER_TEMPFAIL, e.msg,
-		    relay);
-	return bounced;
+	if (b == NULL) {
+		b = sc->collecting = xcalloc(1, sizeof(*b));
+		b->sc = sc;
+		b->postoffice = xstrdup(c->postoffice_dir);
+	}
+	if (b->n == b->size) {
+		b->size = b->size ? b->size * 2 : 64;
+		b->items = xreallocarray(b->items, b->size, sizeof(*b->items));
+	}
+	it = &b->items[b->n++];
+	memset(it, 0, sizeof(*it));
+	str_copy(it->id, id, sizeof(it->id));
+	it->index = i;
+	it->mailbox = xstrdup(env->rcpts[i].target);
+	buf_init(&it->prefix);
+	header_local_prefix(&it->prefix, env->sender, env->rcpts[i].orig);
+	it->fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	it->off = off;
+	it->len = (off_t)env->data_len;
+	err_clear(&it->err);
+	if (it->fd == -1) {
+		it->rc = err_sys(&it->err, "cannot reopen the queue file");
+		return;
+	}
+	if (maildir_queue_name(it->name, sizeof(it->name),
+	    (long long)env->arrival, id, i, c->hostname) == -1)
+		it->rc = err_set(&it->err, "maildir: host name too long for a "
+		    "file name");
+}
+
+/*
+ * On the worker thread: every file written, one sync of the postoffice's
+ * file system for all of them, each linked into new/, each new/ synced
+ * once. Only then is a delivery counted as done.
+ */
+static void
+local_batch_work(void *arg)
+{
+	struct local_batch *b = arg;
+	struct err e;
+	size_t nprepared = 0;
+	int fd, rc;
+
+	for (size_t i = 0; i < b->n; i++) {
+		struct local_item *it = &b->items[i];
+
+		if (it->rc == -1)
+			continue;
+		it->rc = maildir_prepare(&it->md, b->postoffice, it->mailbox,
+		    it->name, it->prefix.data, it->prefix.len, it->fd, it->off,
+		    it->len, &it->err);
+		if (it->rc == 0 && it->md.state == MAILDIR_PREPARED)
+			nprepared++;
+	}
+	if (nprepared > 0) {
+		fd = open(b->postoffice, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = fd == -1 ? -1 : syncfs(fd);
+		if (rc == -1)
+			err_sys(&e, "maildir: sync %s", b->postoffice);
+		if (fd != -1)
+			(void)close(fd);
+		for (size_t i = 0; i < b->n; i++) {
+			struct local_item *it = &b->items[i];
+
+			if (it->rc == -1 || it->md.state != MAILDIR_PREPARED)
+				continue;
+			if (rc == -1) {
+				maildir_discard(&it->md);
+				it->err = e;
+				it->rc = -1;
+			} else
+				it->rc = maildir_publish(&it->md, &it->err);
+		}
+	}
+	/* Each new/ directory once (the same mailbox often repeats). */
+	for (size_t i = 0; i < b->n; i++) {
+		struct local_item *it = &b->items[i];
+		bool seen = false;
+
+		if (it->rc == -1 || it->md.state != MAILDIR_PUBLISHED)
+			continue;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = b->items[k].rc == 0 &&
+			    b->items[k].md.state == MAILDIR_PUBLISHED &&
+			    strcmp(b->items[k].md.newdir, it->md.newdir) == 0;
+		if (seen || fsio_fsync_dir(it->md.newdir, &e) == 0)
+			continue;
+		/* Not durable: take back every copy in that directory. */
+		for (size_t k = i; k < b->n; k++)
+			if (b->items[k].rc == 0 && strcmp(b->items[k].md.newdir,
+			    it->md.newdir) == 0 &&
+			    b->items[k].md.state == MAILDIR_PUBLISHED) {
+				maildir_unpublish(&b->items[k].md);
+				b->items[k].err = e;
+				b->items[k].rc = -1;
+			}
+	}
+}
+
+static void	finish_round(struct sched *sc, const char *id,
+		    struct envelope *env, int fd, off_t off,
+		    const bool *bounced_now);
+static bool	record_result(struct sched *sc, const char *id,
+		    struct envelope *env, size_t i, enum deliver_status st,
+		    const char *enhanced, const char *reply, const char *relay);
+
+/* Back on the loop: the outcomes, message by message. */
+static void
+local_batch_done(void *arg)
+{
+	struct local_batch *b = arg;
+	struct sched *sc = b->sc;
+
+	for (size_t i = 0; i < b->n; ) {
+		const char *id = b->items[i].id;
+		struct envelope env;
+		struct err e;
+		bool *bounced = NULL, rerun;
+		int fd = -1;
+		off_t off = 0;
+		size_t end = i;
+
+		while (end < b->n && strcmp(b->items[end].id, id) == 0)
+			end++;
+		envelope_init(&env);
+		err_clear(&e);
+		if (spool_load(sc->sp, id, &env, &fd, &off, &e) == -1) {
+			if (e.errnum != ENOENT)
+				log_warnx("%s: cannot record deliveries: %s",
+				    id, e.msg);
+			(void)inflight_done(sc, id, &rerun);
+			envelope_clear(&env);
+			i = end;
+			continue;
+		}
+		bounced = xcalloc(env.nrcpts, sizeof(*bounced));
+		for (size_t k = i; k < end; k++) {
+			struct local_item *it = &b->items[k];
+			char relay[320];
+
+			if (it->index >= env.nrcpts)
+				continue;
+			snprintf(relay, sizeof(relay), "local mailbox=%s",
+			    it->mailbox);
+			/* A local disk problem is temporary: never a bounce
+			 * before queue_lifetime. */
+			bounced[it->index] = record_result(sc, id, &env,
+			    it->index, it->rc == 0 ? DELIVER_SENT :
+			    DELIVER_TEMPFAIL, it->rc == 0 ? "2.0.0" : "4.3.0",
+			    it->rc == 0 ? (it->md.state ==
+			    MAILDIR_ALREADY ? "delivered to maildir (by an "
+			    "earlier attempt)" : "delivered to maildir") :
+			    it->err.msg, relay);
+		}
+		if (inflight_done(sc, id, &rerun))
+			finish_round(sc, id, &env, fd, off, bounced);
+		else if (spool_save_state(sc->sp, id, &env, &e) == -1)
+			log_warnx("%s: cannot save delivery state: %s", id,
+			    e.msg);
+		if (rerun)
+			sched_enqueue(sc, id);
+		if (fd != -1)
+			(void)close(fd);
+		free(bounced);
+		envelope_clear(&env);
+		i = end;
+	}
+	local_batch_free(b);
+	sc->is_batch_out = false;
+	if (sc->is_queue_dirty) {
+		struct err e;
+
+		sc->is_queue_dirty = false;
+		if (spool_sync_queue(sc->sp, &e) == -1)
+			log_warnx("queue: %s", e.msg);
+	}
+	submit_local_batch(sc);
+}
+
+/* Hands the collected batch to the worker, one batch at a time: while
+ * it syncs, the next one fills up (group commit). */
+static void
+submit_local_batch(struct sched *sc)
+{
+	if (sc->is_batch_out || sc->collecting == NULL)
+		return;
+	sc->is_batch_out = true;
+	worker_submit(sc->worker, local_batch_work, local_batch_done,
+	    sc->collecting);
+	sc->collecting = NULL;
 }
 
 /* ---- notifications ---------------------------------------------------- */
@@ -397,6 +626,7 @@ notify(struct sched *sc, const char *id, struct envelope *env, int fd,
 {
 	const struct config *c = sc->rt->cfg;
 	struct dsn_rcpt *rr = xcalloc(env->nrcpts, sizeof(*rr));
+	char **mta = xcalloc(env->nrcpts, sizeof(*mta));
 	char new_id[SPOOL_ID_LEN + 1];
 	size_t n = 0;
 	bool to_postmaster = env->sender[0] == '\0';
@@ -414,8 +644,17 @@ notify(struct sched *sc, const char *id, struct envelope *env, int fd,
 		} else if (!dsn_should_send(env, i, kind))
 			continue;
 		rr[n].index = i;
-		rr[n].remote_mta = env->rcpts[i].kind == RCPT_REMOTE ?
-		    env->rcpts[i].relay : NULL;
+		/* The status seen now; else derived from the reply text. */
+		if (env->rcpts[i].dsn_status[0] != '\0')
+			rr[n].status = env->rcpts[i].dsn_status;
+		/* Remote-MTA names a host that answered: "host[ip]:port"
+		 * gives "host"; no '[' means no host was reached. */
+		if (env->rcpts[i].kind == RCPT_REMOTE && env->rcpts[i].relay &&
+		    strchr(env->rcpts[i].relay, '[')) {
+			mta[n] = xstrndup(env->rcpts[i].relay,
+			    strcspn(env->rcpts[i].relay, "["));
+			rr[n].remote_mta = mta[n];
+		}
 		n++;
 	}
 	if (n > 0) {
@@ -433,6 +672,9 @@ notify(struct sched *sc, const char *id, struct envelope *env, int fd,
 			sched_enqueue(sc, new_id);
 		}
 	}
+	for (size_t i = 0; i < n; i++)
+		free(mta[i]);
+	free(mta);
 	free(rr);
 }
 
@@ -486,11 +728,13 @@ finish_round(struct sched *sc, const char *id, struct envelope *env, int fd,
 		return;
 	}
 	if (envelope_is_final(env)) {
-		if (spool_remove(sc->sp, id, &e) == -1)
+		/* Made durable with the others of this turn (sync_removals). */
+		if (spool_remove_nosync(sc->sp, id, &e) == -1)
 			log_warnx("%s: cannot remove from the queue: %s", id,
 			    e.msg);
 		else {
 			log_info("%s: removed", id);
+			sc->is_queue_dirty = true;
 			if (stats.queue_size)
 				stats.queue_size--;
 		}
@@ -605,7 +849,7 @@ process(struct sched *sc, const char *id)
 	int fd = -1;
 	off_t off = 0;
 	long long now = time(NULL), next = 0;
-	bool *bounced = NULL, *todo = NULL, any_job = false;
+	bool *bounced = NULL, *todo = NULL, any_job = false, any_local = false;
 
 	if ((f = inflight_get(sc, id)) != NULL) {
 		f->is_rerun = true;	/* after the jobs out now */
@@ -637,22 +881,18 @@ process(struct sched *sc, const char *id)
 				next = r->next_try;
 			continue;
 		}
-		if (r->kind == RCPT_LOCAL && c->lmtp_host[0] == '\0')
-			bounced[i] = deliver_maildir(sc, id, &env, i, fd, off);
-		else
+		if (r->kind == RCPT_LOCAL && c->lmtp_host[0] == '\0') {
+			if (!any_local)
+				inflight_add(sc, id);
+			any_local = true;
+			add_local_item(sc, id, &env, i, fd, off);
+		} else
 			todo[i] = any_job = true;
 	}
+	if (any_local && !any_job)
+		goto out;	/* the batch's outcome finishes the round */
 	if (any_job) {
-		/* The outcomes so far are kept; the jobs' come later. */
-		if (spool_save_state(sc->sp, id, &env, &e) == -1)
-			log_warnx("%s: cannot save delivery state: %s", id,
-			    e.msg);
-		for (size_t i = 0; i < env.nrcpts; i++)
-			if (bounced[i]) {
-				notify(sc, id, &env, fd, off, DSN_FAILED,
-				    bounced);
-				break;
-			}
+		/* The outcomes come back through delivered(). */
 		submit_jobs(sc, id, &env, fd, off, todo);
 		goto out;
 	}
@@ -691,8 +931,8 @@ delivered(void *arg, const char *id, const struct deliver_result *res,
 	for (size_t i = 0; i < n; i++)
 		if (res[i].index < env.nrcpts)
 			bounced[res[i].index] = record_result(sc, id, &env,
-			    res[i].index, res[i].status, res[i].reply,
-			    res[i].relay);
+			    res[i].index, res[i].status, res[i].enhanced,
+			    res[i].reply, res[i].relay);
 	if (last)
 		finish_round(sc, id, &env, fd, off, bounced);
 	else {
@@ -708,11 +948,25 @@ delivered(void *arg, const char *id, const struct deliver_result *res,
 	}
 	if (last && rerun)
 		sched_enqueue(sc, id);
+	sync_removals(sc);
 out:
 	if (fd != -1)
 		(void)close(fd);
 	free(bounced);
 	envelope_clear(&env);
+}
+
+/* One fsync of queue/ for every removal of this turn. */
+static void
+sync_removals(struct sched *sc)
+{
+	struct err e;
+
+	if (!sc->is_queue_dirty)
+		return;
+	sc->is_queue_dirty = false;
+	if (spool_sync_queue(sc->sp, &e) == -1)
+		log_warnx("queue: %s", e.msg);
 }
 
 static void
@@ -721,13 +975,18 @@ run_one(evutil_socket_t fd, short what, void *arg)
 	struct sched *sc = arg;
 	char id[SPOOL_ID_LEN + 1];
 
-	if (sc->ready_len == 0)
-		return;
-	memcpy(id, sc->ready[sc->ready_head], sizeof(id));
-	sc->ready_head = (sc->ready_head + 1) % sc->ready_size;
-	sc->ready_len--;
-	process(sc, id);
-	if (sc->ready_len > 0)
+	for (int n = 0; n < RUN_BATCH && sc->ready_len > 0; n++) {
+		if (sc->collecting && sc->collecting->n >= LOCAL_BATCH_MAX)
+			break;	/* the worker is behind: let it catch up */
+		memcpy(id, sc->ready[sc->ready_head], sizeof(id));
+		sc->ready_head = (sc->ready_head + 1) % sc->ready_size;
+		sc->ready_len--;
+		process(sc, id);
+	}
+	submit_local_batch(sc);
+	sync_removals(sc);
+	if (sc->ready_len > 0 && !(sc->collecting &&
+	    sc->collecting->n >= LOCAL_BATCH_MAX))
 		event_active(sc->run_ev, 0, 0);
 }
 
@@ -747,8 +1006,10 @@ sched_flush(struct sched *sc)
 {
 	struct err e;
 
-	/* Attempts before this moment no longer delay the next one. */
+	/* Attempts before this moment no longer delay the next one, nor
+	 * does a destination that was unreachable a moment ago. */
 	sc->flush_time = time(NULL) + 1;
+	deliver_retry_now(sc->deliver);
 	err_clear(&e);
 	if (spool_scan(sc->sp, enqueue_cb, sc, &e) == -1)
 		log_warnx("queue flush: %s", e.msg);

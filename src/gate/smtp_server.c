@@ -50,6 +50,7 @@
 #include "mail/smtp_cmd.h"
 #include "mail/smtp_data.h"
 #include "net/tls.h"
+#include "net/worker.h"
 #include "gate/addrmap.h"
 #include "gate/climit.h"
 #include "gate/config.h"
@@ -75,6 +76,7 @@ enum smtp_state {
 	SMTP_STATE_AUTH,	/* reading SASL responses */
 	SMTP_STATE_WAIT,	/* a password check or AUTH delay is running */
 	SMTP_STATE_TLS,		/* TLS handshake after STARTTLS */
+	SMTP_STATE_COMMIT,	/* message written, waiting for group commit */
 	SMTP_STATE_CLOSING,	/* final reply queued; closing when flushed */
 	SMTP_STATE_COUNT
 };
@@ -89,6 +91,7 @@ static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
 	[SMTP_STATE_AUTH] = "AUTH",
 	[SMTP_STATE_WAIT] = "WAIT",
 	[SMTP_STATE_TLS] = "TLS",
+	[SMTP_STATE_COMMIT] = "COMMIT",
 	[SMTP_STATE_CLOSING] = "CLOSING",
 };
 
@@ -149,12 +152,25 @@ struct smtp_session {
 		LINE_BARE_LF,		/* a bare LF: the line is refused */
 	}			 line_fault;
 	bool			 drained_cr;	/* last byte dropped was CR */
+	time_t			 line_started;	/* first byte of a partial
+						 * command line, 0 if none */
 	bool			 is_quitting;	/* 421 after this transaction */
 	char			 helo[256];
 	int			 errors;
 	unsigned		 ncommands, nmessages;
 	struct smtp_tx		*tx;
 	struct smtp_session	*prev, *next;
+};
+
+/* Messages synced together on the commit thread. The batch owns the
+ * messages; a session that goes away meanwhile leaves a NULL behind. */
+struct commit_batch {
+	struct smtp_server	*srv;
+	size_t			 n;
+	struct smtp_session	**sessions;
+	struct spool_msg	**msgs;
+	int			*results;
+	struct err		*errs;
 };
 
 struct listener {
@@ -175,6 +191,13 @@ struct smtp_server {
 	size_t			 nsessions;
 	struct climit		*climit;
 	char			*scratch;	/* SCRATCH_SIZE, shared */
+	/* group commit: sessions whose message waits for the next sync,
+	 * and the batch being synced on the commit thread */
+	struct smtp_session	**commit_wait;
+	size_t			 ncommit, commit_size;
+	struct event		*commit_ev;
+	struct commit_batch	*commit_out;
+	struct worker		*committer;
 	/* shutdown */
 	bool			 is_stopping;
 	struct event		*grace_ev;
@@ -924,23 +947,10 @@ handle_command(struct smtp_session *s, const char *line, size_t len)
 /* ---- end of a message ----------------------------------------------- */
 
 static void
-log_queued(struct smtp_session *s, const char *id)
-{
-	struct smtp_tx *tx = s->tx;
-
-	log_info("%s: client=[%s]:%d helo=<%s> proto=%s%s%s", id, s->addr,
-	    s->port, s->helo, proto_name(s), s->auth_user ?
-	    " sasl_username=" : "", s->auth_user ? s->auth_user : "");
-	log_info("%s: from=<%s> size=%llu nrcpt=%zu", id, tx->env.sender,
-	    spool_msg_len(tx->msg), tx->env.nrcpts);
-}
-
-static void
 finish_message(struct smtp_session *s)
 {
 	struct smtp_tx *tx = s->tx;
 	const struct config *c = cfg_of(s);
-	char id[SPOOL_ID_LEN + 1];
 	struct err e;
 
 	bufferevent_set_timeouts(s->bev, &(struct timeval){
@@ -962,22 +972,143 @@ finish_message(struct smtp_session *s)
 	} else if (tx->has_write_error) {
 		reply(s, tx->is_out_of_space ? REPLY_NO_STORAGE :
 		    REPLY_QUEUE_ERROR);
-	} else if (spool_msg_commit(tx->msg, &e) == -1) {
+	} else if (spool_msg_finish(tx->msg, &e) == -1) {
 		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
 		reply(s, (e.errnum == ENOSPC || e.errnum == EDQUOT) ?
 		    REPLY_NO_STORAGE : REPLY_QUEUE_ERROR);
 	} else {
-		/* Committed: the message is on stable storage. */
-		str_copy(id, spool_msg_id(tx->msg), sizeof(id));
-		log_queued(s, id);
-		stats.accepted++;
-		reply(s, REPLY_QUEUED, id);
-		tx_reset(s);
-		s->srv->queued(s->srv->queued_arg, id);
+		/*
+		 * Written: the 250 waits for the group commit, which runs
+		 * once every session with input ready has had its turn, so
+		 * one sync covers them all.
+		 */
+		struct smtp_server *srv = s->srv;
+
+		if (srv->ncommit == srv->commit_size) {
+			srv->commit_size = srv->commit_size ?
+			    srv->commit_size * 2 : 64;
+			srv->commit_wait = xreallocarray(srv->commit_wait,
+			    srv->commit_size, sizeof(*srv->commit_wait));
+		}
+		srv->commit_wait[srv->ncommit++] = s;
+		enter_state(s, SMTP_STATE_COMMIT);
+		bufferevent_disable(s->bev, EV_READ);
+		event_active(srv->commit_ev, 0, 0);
 		return;
 	}
 	stats.rejected++;
 	tx_reset(s);
+}
+
+/* After the group commit: the reply, then the pipelined input. */
+static void
+commit_done(struct smtp_session *s, struct spool_msg *m, int result,
+    const struct err *e)
+{
+	char id[SPOOL_ID_LEN + 1];
+
+	if (result == 0) {
+		/* Committed: the message is on stable storage. */
+		str_copy(id, spool_msg_id(m), sizeof(id));
+		log_info("%s: client=[%s]:%d helo=<%s> proto=%s%s%s", id,
+		    s->addr, s->port, s->helo, proto_name(s), s->auth_user ?
+		    " sasl_username=" : "", s->auth_user ? s->auth_user : "");
+		log_info("%s: from=<%s> size=%llu nrcpt=%zu", id,
+		    s->tx->env.sender, spool_msg_len(m), s->tx->env.nrcpts);
+		stats.accepted++;
+		reply(s, REPLY_QUEUED, id);
+		tx_reset(s);
+		s->srv->queued(s->srv->queued_arg, id);
+	} else {
+		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e->msg);
+		reply(s, (e->errnum == ENOSPC || e->errnum == EDQUOT) ?
+		    REPLY_NO_STORAGE : REPLY_QUEUE_ERROR);
+		stats.rejected++;
+		tx_reset(s);
+	}
+	bufferevent_enable(s->bev, EV_READ);
+	process_input(s);
+	/* QUIT may have been pipelined behind the data. */
+	if (s->state == SMTP_STATE_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		session_free(s);
+}
+
+/* On the commit thread. */
+static void
+commit_work(void *arg)
+{
+	struct commit_batch *b = arg;
+
+	spool_commit_batch(b->srv->spool, b->msgs, b->n, b->results, b->errs);
+}
+
+static void	submit_commit(struct smtp_server *srv);
+
+/* Back on the loop. */
+static void
+commit_batch_done(void *arg)
+{
+	struct commit_batch *b = arg;
+	struct smtp_server *srv = b->srv;
+	struct err e;
+
+	srv->commit_out = NULL;
+	for (size_t i = 0; i < b->n; i++) {
+		if (b->sessions[i])
+			commit_done(b->sessions[i], b->msgs[i], b->results[i],
+			    &b->errs[i]);
+		else if (b->results[i] == 0) {
+			/* The client left before its 250: never acknowledged,
+			 * so not delivered (it will send again). */
+			err_clear(&e);
+			(void)spool_remove(srv->spool, spool_msg_id(b->msgs[i]),
+			    &e);
+		}
+		spool_msg_free(b->msgs[i]);
+	}
+	free(b->sessions);
+	free(b->msgs);
+	free(b->results);
+	free(b->errs);
+	free(b);
+	submit_commit(srv);
+}
+
+/*
+ * Hands the waiting messages to the commit thread, one batch at a time:
+ * while it syncs, the next batch gathers (group commit), and the loop
+ * keeps serving every other session.
+ */
+static void
+submit_commit(struct smtp_server *srv)
+{
+	struct commit_batch *b;
+	size_t n = srv->ncommit;
+
+	if (srv->commit_out != NULL || n == 0)
+		return;
+	b = xcalloc(1, sizeof(*b));
+	b->srv = srv;
+	b->n = n;
+	b->sessions = srv->commit_wait;
+	b->msgs = xcalloc(n, sizeof(*b->msgs));
+	b->results = xcalloc(n, sizeof(*b->results));
+	b->errs = xcalloc(n, sizeof(*b->errs));
+	for (size_t i = 0; i < n; i++) {
+		b->msgs[i] = b->sessions[i]->tx->msg;
+		b->sessions[i]->tx->msg = NULL;
+	}
+	srv->commit_wait = NULL;
+	srv->ncommit = srv->commit_size = 0;
+	srv->commit_out = b;
+	worker_submit(srv->committer, commit_work, commit_batch_done, b);
+}
+
+static void
+group_commit(evutil_socket_t fd, short what, void *arg)
+{
+	submit_commit(arg);
 }
 
 /* Appends automaton output to the spool, enforcing max_message_size. */
@@ -1133,6 +1264,24 @@ read_commands(struct smtp_session *s, struct evbuffer *in)
 
 	p = evbuffer_search(in, "\n", 1, NULL);
 	if (p.pos == -1) {
+		/*
+		 * command_timeout bounds a whole command, not each byte: a
+		 * client trickling a byte now and then cannot hold the
+		 * session (RFC 5321 §4.5.3.2.7).
+		 */
+		time_t now = time(NULL);
+
+		if (s->line_started == 0)
+			s->line_started = now;
+		else if (now - s->line_started >= cfg_of(s)->command_timeout) {
+			log_info("[%s]:%d timeout: command line not finished "
+			    "within %lds", s->addr, s->port,
+			    cfg_of(s)->command_timeout);
+			evbuffer_drain(in, avail);
+			reply(s, REPLY_TIMEOUT, cfg_of(s)->hostname);
+			close_after_reply(s);
+			return;
+		}
 		if (avail > SMTP_CMD_LINE_MAX + 1) {
 			evbuffer_ptr_set(in, &q, avail - 1, EVBUFFER_PTR_SET);
 			evbuffer_copyout_from(in, &q, &before, 1);
@@ -1143,6 +1292,7 @@ read_commands(struct smtp_session *s, struct evbuffer *in)
 		}
 		return;
 	}
+	s->line_started = 0;
 	if (p.pos > 0) {
 		evbuffer_ptr_set(in, &q, (size_t)p.pos - 1, EVBUFFER_PTR_SET);
 		evbuffer_copyout_from(in, &q, &before, 1);
@@ -1188,7 +1338,7 @@ process_input(struct smtp_session *s)
 			continue;
 		}
 		if (before == 0 || s->state == SMTP_STATE_WAIT ||
-		    s->state == SMTP_STATE_TLS)
+		    s->state == SMTP_STATE_TLS || s->state == SMTP_STATE_COMMIT)
 			break;
 		if (s->state == SMTP_STATE_DATA) {
 			if (!read_data(s, in))
@@ -1349,6 +1499,19 @@ session_free(struct smtp_session *s)
 
 	log_info("disconnect from [%s]:%d commands=%u messages=%u", s->addr,
 	    s->port, s->ncommands, s->nmessages);
+	if (s->state == SMTP_STATE_COMMIT) {
+		/* Gone before its 250: the message is dropped, not queued. */
+		for (size_t i = 0; i < srv->ncommit; i++)
+			if (srv->commit_wait[i] == s) {
+				srv->commit_wait[i] =
+				    srv->commit_wait[--srv->ncommit];
+				break;
+			}
+		for (size_t i = 0; srv->commit_out &&
+		    i < srv->commit_out->n; i++)
+			if (srv->commit_out->sessions[i] == s)
+				srv->commit_out->sessions[i] = NULL;
+	}
 	tx_free(s->tx);
 	s->tx = NULL;
 	if (s->auth_check)
@@ -1498,6 +1661,10 @@ smtp_server_new(struct event_base *base, struct spool *sp, struct runtime *rt,
 	srv->queued_arg = arg;
 	srv->climit = climit_new();
 	srv->scratch = xmalloc(SCRATCH_SIZE);
+	srv->commit_ev = event_new(base, -1, 0, group_commit, srv);
+	srv->committer = worker_new(base);
+	if (srv->committer == NULL)
+		fatalx(71, "cannot start the commit thread");
 	return srv;
 }
 
@@ -1528,6 +1695,11 @@ smtp_server_free(struct smtp_server *srv)
 	climit_free(srv->climit);
 	runtime_unref(srv->rt);
 	free(srv->scratch);
+	/* Sessions are gone: a batch still syncing is finished and its
+	 * messages, acknowledged to nobody, removed. */
+	worker_free(srv->committer);
+	free(srv->commit_wait);
+	event_free(srv->commit_ev);
 	free(srv);
 }
 

@@ -370,9 +370,9 @@ spool_msg_write(struct spool_msg *m, const void *data, size_t len,
 }
 
 int
-spool_msg_commit(struct spool_msg *m, struct err *e)
+spool_msg_finish(struct spool_msg *m, struct err *e)
 {
-	char line[DATA_LINE_LEN + 1], final[PATH_MAX];
+	char line[DATA_LINE_LEN + 1];
 
 	if (flush_wbuf(m, e) == -1)
 		goto fail;
@@ -382,38 +382,105 @@ spool_msg_commit(struct spool_msg *m, struct err *e)
 		err_sys(e, "spool: write %s", m->tmp_path);
 		goto fail;
 	}
-	if (fdatasync(m->fd) == -1) {
-		err_sys(e, "spool: fsync %s", m->tmp_path);
-		goto fail;
-	}
-	if (close(m->fd) == -1) {
-		m->fd = -1;
-		err_sys(e, "spool: close %s", m->tmp_path);
-		goto fail;
-	}
-	m->fd = -1;
-	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == -1) {
-		err_set(e, "spool: path too long in %s", m->sp->queue_dir);
-		goto fail;
-	}
-	/* link(), unlike rename(), never replaces an existing message. */
-	if (link(m->tmp_path, final) == -1) {
-		err_sys(e, "spool: link %s -> %s", m->tmp_path, final);
-		goto fail;
-	}
-	if (fsio_fsync_dir(m->sp->queue_dir, e) == -1) {
-		/* Not durable: undo, the client will retry. */
-		(void)unlink(final);
-		goto fail;
-	}
-	m->is_committed = true;
-	/* The tmp name's removal need not be durable (recovery cleans it). */
-	if (unlink(m->tmp_path) == -1 && errno != ENOENT)
-		return err_sys(e, "spool: unlink %s", m->tmp_path);
 	return 0;
 fail:
 	spool_msg_abort(m);
 	return -1;
+}
+
+/* Closes the tmp file and links it into queue/ (not yet durable). */
+static int
+link_into_queue(struct spool_msg *m, struct err *e)
+{
+	char final[PATH_MAX];
+
+	if (close(m->fd) == -1) {
+		m->fd = -1;
+		return err_sys(e, "spool: close %s", m->tmp_path);
+	}
+	m->fd = -1;
+	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == -1)
+		return err_set(e, "spool: path too long in %s",
+		    m->sp->queue_dir);
+	/* link(), unlike rename(), never replaces an existing message. */
+	if (link(m->tmp_path, final) == -1)
+		return err_sys(e, "spool: link %s -> %s", m->tmp_path, final);
+	return 0;
+}
+
+static void
+unlink_queued(struct spool_msg *m)
+{
+	char final[PATH_MAX];
+
+	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == 0)
+		(void)unlink(final);
+}
+
+void
+spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
+    int *results, struct err *errs)
+{
+	struct err e;
+	size_t nlinked = 0;
+	int dirfd, rc;
+
+	if (n == 0)
+		return;
+	/*
+	 * 1. The data of every file on stable storage: one fdatasync for a
+	 * lone message, else one syncfs for the whole batch.
+	 */
+	if (n == 1)
+		rc = fdatasync(msgs[0]->fd);
+	else {
+		dirfd = open(sp->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		rc = dirfd == -1 ? -1 : syncfs(dirfd);
+		if (dirfd != -1)
+			(void)close(dirfd);
+	}
+	if (rc == -1)
+		err_sys(&e, "spool: sync %s", n == 1 ? msgs[0]->tmp_path :
+		    sp->dir);
+	/* 2. Each into queue/; 3. one fsync of queue/ makes the links
+	 * durable: the commit point of the whole batch. */
+	for (size_t i = 0; i < n; i++) {
+		err_clear(&errs[i]);
+		results[i] = -1;
+		if (rc == -1)
+			errs[i] = e;
+		else if (link_into_queue(msgs[i], &errs[i]) == 0) {
+			results[i] = 0;
+			nlinked++;
+		}
+	}
+	if (nlinked > 0 && fsio_fsync_dir(sp->queue_dir, &e) == -1) {
+		/* Not durable: undo, the clients will retry. */
+		for (size_t i = 0; i < n; i++)
+			if (results[i] == 0) {
+				unlink_queued(msgs[i]);
+				errs[i] = e;
+				results[i] = -1;
+			}
+	}
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] == 0)
+			msgs[i]->is_committed = true;
+		/* The tmp name's removal need not be durable: recovery
+		 * cleans tmp/. */
+		spool_msg_abort(msgs[i]);
+	}
+}
+
+int
+spool_msg_commit(struct spool_msg *m, struct err *e)
+{
+	int result;
+
+	if (spool_msg_finish(m, e) == -1)
+		return -1;
+	spool_commit_batch(m->sp, &m, 1, &result, e);
+	return result;
 }
 
 void
@@ -423,7 +490,9 @@ spool_msg_abort(struct spool_msg *m)
 		(void)close(m->fd);
 		m->fd = -1;
 	}
-	if (!m->is_committed && m->tmp_path[0])
+	/* Committed or not, the tmp name goes (after a commit it is only a
+	 * second link to the queue file). */
+	if (m->tmp_path[0])
 		(void)unlink(m->tmp_path);
 	m->tmp_path[0] = '\0';
 }
@@ -550,12 +619,26 @@ spool_save_state(struct spool *sp, const char *id, const struct envelope *env,
 }
 
 int
-spool_remove(struct spool *sp, const char *id, struct err *e)
+spool_remove_nosync(struct spool *sp, const char *id, struct err *e)
 {
 	if (remove_in(sp->queue_dir, id, e) == -1 ||
 	    remove_in(sp->state_dir, id, e) == -1)
 		return -1;
+	return 0;
+}
+
+int
+spool_sync_queue(struct spool *sp, struct err *e)
+{
 	return fsio_fsync_dir(sp->queue_dir, e);
+}
+
+int
+spool_remove(struct spool *sp, const char *id, struct err *e)
+{
+	if (spool_remove_nosync(sp, id, e) == -1)
+		return -1;
+	return spool_sync_queue(sp, e);
 }
 
 int

@@ -57,6 +57,17 @@ int		 spool_msg_write(struct spool_msg *m, const void *data,
  * message be acknowledged. On -1 the message is not queued (tmp removed).
  */
 int		 spool_msg_commit(struct spool_msg *m, struct err *e);
+/* Flushes and records the data length, without any sync: the message is
+ * ready for spool_commit_batch. On -1 the tmp file is removed. */
+int		 spool_msg_finish(struct spool_msg *m, struct err *e);
+/*
+ * Group commit of n finished messages: one sync of the spool's file
+ * system for all their data, a link each into queue/, one fsync of
+ * queue/. results[i] is 0 (committed: may be acknowledged) or -1 with
+ * errs[i] filled (tmp removed).
+ */
+void		 spool_commit_batch(struct spool *sp, struct spool_msg **msgs,
+		    size_t n, int *results, struct err *errs);
 /* Removes the tmp file of an uncommitted message. */
 void		 spool_msg_abort(struct spool_msg *m);
 void		 spool_msg_free(struct spool_msg *m);
@@ -74,6 +85,11 @@ int		 spool_save_state(struct spool *sp, const char *id,
 		    const struct envelope *env, struct err *e);
 /* Removes a finished message: queue/ID, state/ID, fsync(queue/). */
 int		 spool_remove(struct spool *sp, const char *id, struct err *e);
+/* The same without the fsync; spool_sync_queue() then makes a batch of
+ * removals durable at once. */
+int		 spool_remove_nosync(struct spool *sp, const char *id,
+		    struct err *e);
+int		 spool_sync_queue(struct spool *sp, struct err *e);
 /* Moves queue/ID (and state/ID) to quarantine/ with ID.reason. */
 int		 spool_quarantine(struct spool *sp, const char *id,
 		    const char *reason, struct err *e);

@@ -41,6 +41,9 @@ struct rcpt {
 	long long	 last_try;	/* epoch seconds, 0 = never */
 	long long	 next_try;
 	bool		 is_warned;	/* a "delayed" DSN went out */
+	char		 dsn_status[16];	/* enhanced code of the last
+						 * outcome ("5.1.10"); not kept
+						 * in the state file */
 	char		*relay;		/* last host tried, or NULL */
 	char		*reply;		/* last reply / reason, or NULL */
 };

@@ -132,12 +132,24 @@ class _Handler:
             return reply
         m = Msg(session, envelope, p.port)
         m.session_no = getattr(session, "_peer_session_no", None)
+        if isinstance(server, LMTP):
+            # LMTP: one reply per accepted recipient (RFC 2033), scripted
+            # by lmtp_data_replies; the message is stored with the
+            # recipients that got a 2xx.
+            lines, ok = [], []
+            with p.lock:
+                for r in envelope.rcpt_tos:
+                    rr = p.lmtp_data_replies.get(r.lower(),
+                                                 "250 2.0.0 <%s> OK" % r)
+                    lines.append(rr)
+                    if rr.startswith("2"):
+                        ok.append(r)
+                m.rcpt_tos = ok
+                if ok:
+                    p.messages.append(m)
+            return "\r\n".join(lines)
         with p.lock:
             p.messages.append(m)
-        if isinstance(server, LMTP):
-            # LMTP: one reply per accepted recipient (RFC 2033).
-            return "\r\n".join("250 2.0.0 <%s> OK" % r
-                               for r in envelope.rcpt_tos)
         return reply or "250 2.0.0 OK: accepted"
 
 
@@ -222,6 +234,7 @@ class SmtpPeer:
         self.data_reply = None          # None: 250
         self.ehlo_reply = None          # e.g. "421 go away"
         self.data_delay = 0.0           # seconds before the DATA reply
+        self.lmtp_data_replies = {}     # LMTP: address -> reply at DATA
         self.ctl = None
         self.reset()
         _register(self)

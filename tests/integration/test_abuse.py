@@ -16,7 +16,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, Raw, test, main, message, wait_for  # noqa: E402
+from harness import Server, Raw, test, main, message  # noqa: E402
 
 ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 RSS_LIMIT_KB = 64 * 1024

@@ -238,6 +238,7 @@ def kill9_under_concurrent_load():
 @test
 def kill9_right_after_ack():
     s = Server(hermetic(), name="dur").start()
+    ids = []
     for i in range(3):
         tok = "single%d-%06x" % (i, random.getrandbits(24))
         r = s.raw()
@@ -250,11 +251,14 @@ def kill9_right_after_ack():
         c, t = r.reply()
         s.kill()                     # at once, before anything else
         assert c == 250 and ID_RE.match(t), (c, t)
+        ids.append(ID_RE.match(t).group(1))
         r.close()
         restart(s)
         wait_for(lambda: tok in delivered(s)[0], 30,
                  "message %s delivered after restart" % tok)
     check_spool_recovered(s)
+    # queue ids stay unique and in time order across restarts
+    assert len(set(ids)) == 3 and ids == sorted(ids), ids
     time.sleep(1.5)
     got, strays = delivered(s)
     assert not strays, strays

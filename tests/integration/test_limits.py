@@ -12,7 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message, wait_for, free_port  # noqa: E402
+from harness import (Server, test, main, message, wait_for,  # noqa: E402
+                     free_port)
 
 ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 RSS_LIMIT_KB = 64 * 1024
@@ -160,7 +161,7 @@ def server_still_serves(s):
     exp(r, "QUIT", 221)
 
 
-# ---- connections -------------------------------------------------------------
+# ---- connections ------------------------------------------------------------
 
 @test
 def per_ip_limit():
@@ -173,6 +174,12 @@ def per_ip_limit():
     assert c.closed(), "third connection from one IP not closed"
     exp(a, "NOOP", 250, "2.0.0")
     exp(b, "NOOP", 250, "2.0.0")
+    # refused connections do not use up slots
+    for i in range(10):
+        x = s.raw()
+        exp(x, None, 421, "4.7.0")
+        assert x.closed()
+        x.close()
     send_msg(a, "alice@example.org", ["postmaster@localhost"],
              message("under per-ip limit"))
     exp(a, "QUIT", 221)
@@ -435,6 +442,26 @@ def too_many_errors():
 
 
 @test
+def too_many_unknown_recipients():
+    """Refused recipients count as errors (directory harvesting): the
+    11th gets, or is followed by, 421 4.7.0 and the connection closes."""
+    s = Server(hermetic({"address_map": "map"}), name="limits")
+    s.write_file("map", "alice  alice\n")
+    s.start()
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    for i in range(10):
+        exp(r, "RCPT TO:<user%d@example.test>" % i, 550, "5.1.1")
+    r.send("RCPT TO:<user10@example.test>\r\n")
+    c, t = r.reply()
+    if c == 550:
+        c, t = r.reply()
+    assert c == 421 and t.startswith("4.7.0"), (c, t)
+    assert r.closed()
+    server_still_serves(s)
+
+
+@test
 def command_timeout():
     s = start({"command_timeout": "2s"})
     r = s.raw()
@@ -475,9 +502,22 @@ def data_timeout():
     server_still_serves(s)
     time.sleep(1.0)
     assert s.mailbox("postmaster") == [], "a stalled message was delivered"
+    # a BDAT chunk that stops half-way
+    r = greet(s)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    r.send(b"BDAT 100\r\nSubject: stalled bdat\r\n")
+    t0 = time.time()
+    r.sock.settimeout(40)
+    exp(r, None, 421, "4.4.2")
+    el = time.time() - t0
+    assert el <= 8, "421 after %.1fs (data_timeout 2s)" % el
+    assert r.closed()
+    time.sleep(1.0)
+    assert s.mailbox("postmaster") == [], "a stalled message was delivered"
 
 
-# ---- command lines -----------------------------------------------------------
+# ---- command lines ----------------------------------------------------------
 
 @test
 def long_command_line():
@@ -525,6 +565,66 @@ def fifty_megabyte_line_memory_bounded():
         assert r.closed()
     server_still_serves(s)
     assert rss_kb(s) < RSS_LIMIT_KB
+
+
+@test
+def unread_replies_memory_bounded():
+    """A client pipelining 2M NOOPs without reading a reply: the server
+    stops reading rather than queueing replies without bound, then
+    answers every one, in order, once the client reads."""
+    import select
+    import threading
+    s = start_for_rss()
+    r = greet(s)
+    n = 2000000
+    data = b"NOOP\r\n" * n
+    sock = r.sock
+    sock.setblocking(False)
+    off = 0
+    peak = rss_kb(s)
+    stall_end = time.time() + 2
+    deadline = time.time() + 60
+    while off < len(data) and time.time() < stall_end and \
+            time.time() < deadline:
+        _, w, _ = select.select([], [sock], [], 0.2)
+        if w:
+            try:
+                off += sock.send(data[off:off + 65536])
+                stall_end = time.time() + 2
+            except BlockingIOError:
+                pass
+        peak = max(peak, rss_kb(s))
+    peak = max(peak, rss_kb(s))
+    assert peak < RSS_LIMIT_KB, "server RSS reached %d kB" % peak
+    sock.setblocking(True)
+    sock.settimeout(20)
+    rest = data[off:]
+    sender = threading.Thread(target=lambda: sock.sendall(rest), daemon=True)
+    sender.start()
+    want = b"250 2.0.0 Ok\r\n" * 1000
+    got = r.pending
+    count = 0
+    end = time.time() + 90
+    while count < n and time.time() < end:
+        chunk = sock.recv(1 << 20)
+        assert chunk, "closed after %d replies" % count
+        got += chunk
+        # compare whole blocks of replies, keep the remainder
+        while len(got) >= len(want):
+            assert got[:len(want)] == want, "odd reply near %d: %r" % (
+                count, got[:200])
+            got = got[len(want):]
+            count += 1000
+        if count + len(got) // 14 >= n:
+            assert got == want[:len(got)], got[:200]
+            count += len(got) // 14
+            got = got[len(got) // 14 * 14:]
+    sender.join(20)
+    assert count == n, "%d replies to %d NOOPs" % (count, n)
+    r.pending = got
+    exp(r, "QUIT", 221)
+    sys.stderr.write("unread replies: %d bytes sent before the server "
+                     "stopped reading; peak RSS %d kB\n" % (off, peak))
 
 
 @test

@@ -252,7 +252,7 @@ def mailbox_is_lowercased_local_part_and_delimiter():
     assert mailboxes(s) == ["alice", "bob.smith", "postmaster"], mailboxes(s)
 
 
-# ---- address map ---------------------------------------------------------------
+# ---- address map ------------------------------------------------------------
 
 MAP = """# test map
 alice   alice
@@ -333,7 +333,7 @@ def address_map_with_smtplib_partial_refusal():
     assert "ghost" not in mailboxes(s)
 
 
-# ---- mailbox names never escape postoffice_dir --------------------------------
+# ---- mailbox names never escape postoffice_dir ------------------------------
 
 @test
 def path_traversal_never_escapes():

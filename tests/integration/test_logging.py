@@ -10,7 +10,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message, wait_for, free_port  # noqa: E402
+from harness import (Server, test, main, message, wait_for,  # noqa: E402
+                     free_port)
 
 ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 

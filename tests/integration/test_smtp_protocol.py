@@ -185,6 +185,10 @@ def verbs_case_insensitive():
     exp(r, "mail from:<alice@example.org>", 250, "2.1.0")
     exp(r, "Rcpt To:<postmaster@localhost>", 250, "2.1.5")
     exp(r, "noop", 250, "2.0.0")
+    exp(r, "RSET", 250, "2.0.0")
+    # one space after the colon is tolerated (as Postfix does)
+    exp(r, "MAIL FROM: <alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO: <postmaster@localhost>", 250, "2.1.5")
     exp(r, "data", 354)
     r.send(message("lowercase").encode() + b".\r\n")
     exp(r, None, 250, "2.0.0")
@@ -199,7 +203,8 @@ def queue_ids_unique_hex_sorted():
     for sess in range(3):
         r = greet(s)
         for i in range(4):
-            ids.append(send_msg(r, "alice@example.org", ["postmaster@localhost"],
+            ids.append(send_msg(r, "alice@example.org",
+                                ["postmaster@localhost"],
                                 message("id %d.%d" % (sess, i))))
             time.sleep(0.01)
         exp(r, "QUIT", 221)
@@ -375,7 +380,13 @@ def relay_denied_outside_relay_networks():
     exp(r, "RCPT TO:<bob@[192.0.2.1]>", 554, "5.7.1")
     # source routes are discarded, not followed (no relay through us)
     exp(r, "RCPT TO:<@example.test:bob@remote.example>", 554, "5.7.1")
-    # local recipients are still fine
+    # local recipients are still fine; %-hack and bang paths are local
+    # parts here, never routes to another host
+    for rc in ("bob%remote.example@example.test",
+               "remote.example!bob@example.test"):
+        r.send("RCPT TO:<%s>\r\n" % rc)
+        c, t = r.reply()
+        assert c in (250, 550), "RCPT %s: %d %r" % (rc, c, t)
     exp(r, "RCPT TO:<bob@example.test>", 250, "2.1.5")
     exp(r, "RCPT TO:<carol@LOCALHOST>", 250, "2.1.5")
     exp(r, "DATA", 354)
@@ -384,6 +395,9 @@ def relay_denied_outside_relay_networks():
     exp(r, "QUIT", 221)
     settle(s, "bob", 1)
     settle(s, "carol", 1)
+    assert "relay=remote.example" not in s.log(), s.log()
+    q = s.path("spool", "queue")
+    assert not os.path.isdir(q) or os.listdir(q) == [], os.listdir(q)
     # and swaks sees the same refusal
     p = subprocess.run([SWAKS, "--server", "127.0.0.1:%d" % s.port,
                         "--from", "alice@example.org", "--to",
@@ -426,6 +440,7 @@ def smtputf8():
     exp(r, "RSET", 250)
     exp(r, "MAIL FROM:<j\u00f6rg@example.org> SMTPUTF8", 250, "2.1.0")
     exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
+    exp(r, "RCPT TO:<j\u00f6rg@example.test>", 250, "2.1.5")
     exp(r, "DATA", 354)
     body = ("From: <j\u00f6rg@example.org>\r\nSubject: utf8 \u00e9t\u00e9"
             "\r\n\r\nGr\u00fc\u00dfe\r\n").encode()
@@ -435,6 +450,8 @@ def smtputf8():
     got = settle(s, "postmaster", 1)
     assert got[0].endswith(body), got[0]
     assert "Return-Path: <j\u00f6rg@example.org>".encode() in got[0], got[0]
+    got = settle(s, "j\u00f6rg", 1)
+    assert got[0].endswith(body), got[0]
 
 
 @test
@@ -567,6 +584,59 @@ def disconnect_mid_data_delivers_nothing():
     exp(r, "QUIT", 221)
     got = settle(s, "postmaster", 1)
     assert b"Subject: complete" in got[0], got
+
+
+@test
+def garbage_and_random_dialogues_survive():
+    """Seeded random junk and random command sequences: the server answers
+    or closes, never crashes, and then serves a normal session."""
+    import random
+    rnd = random.Random(5321)
+    verbs = ["MAIL FROM:<%s>", "RCPT TO:<%s>", "DATA", "BDAT %d", "RSET",
+             "NOOP", "EHLO %s", "HELO %s", "VRFY %s", "BDAT %d LAST",
+             "MAIL FROM:<%s> SIZE=%d", "RCPT TO:<%s> NOTIFY=NEVER", "AUTH %s",
+             "STARTTLS", "HELP %s"]
+    words = ["", "a@example.test", "postmaster@localhost", "@", "<>", "x" * 70,
+             "\u00e9@example.test", "a@[1.2.3.4]", "a@b@c", "\"q\"@x.test",
+             "%", "0", "-1", "18446744073709551616", "PLAIN", "=\x00"]
+    s = start()
+    for sess in range(20):
+        r = None
+        try:
+            r = s.raw()
+            r.reply()
+            r.sock.settimeout(0.3)
+            for i in range(rnd.randint(1, 30)):
+                if rnd.random() < 0.3:
+                    line = bytes(rnd.randrange(256) for _ in
+                                 range(rnd.randint(0, 300)))
+                else:
+                    v = rnd.choice(verbs)
+                    args = tuple(rnd.choice(words) if "%s" in v else
+                                 rnd.choice([0, 1, 5, 100, 10 ** 9])
+                                 for _ in range(v.count("%")))
+                    try:
+                        line = (v % args).encode()
+                    except TypeError:
+                        line = v.encode()
+                r.send(line + (b"\r\n" if rnd.random() < 0.9 else b"\n"))
+                try:
+                    r.reply()
+                except (OSError, EOFError):
+                    break
+        except (OSError, EOFError):
+            pass
+        finally:
+            if r is not None:
+                r.close()
+        assert s.proc.poll() is None, "server died in session %d" % sess
+    r = greet(s)
+    send_msg(r, "alice@example.org", ["postmaster@localhost"],
+             message("after junk"))
+    exp(r, "QUIT", 221)
+    got = s.wait_mailbox("postmaster", 1, 15)
+    assert any(b"Subject: after junk" in m for m in got)
+    assert s.proc.poll() is None
 
 
 if __name__ == "__main__":

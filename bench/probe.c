@@ -1,0 +1,263 @@
+/*
+ * probe.c - the machine's own durable-write limit, for bench/run.sh.
+ *
+ * Measures three patterns that bound a mail server's throughput, each for
+ * a fixed time, first serially (1 thread) and then with N threads (20 by
+ * default), in a scratch directory that must be on the same file system as
+ * the spools under test:
+ *
+ *   create    open(O_CREAT) + write 5 KB + fdatasync + close
+ *   rename    the same in tmp/, then rename into new/ and fsync(new/)
+ *   append    append 5 KB + fdatasync to one file kept open (shared by all
+ *             threads)
+ *
+ * Output: one line per measurement, "PATTERN THREADS OPS_PER_SECOND", so
+ * the harness can parse it. Created files are removed afterwards (not
+ * timed).
+ *
+ * Build: cc -O2 -pthread -o probe probe.c
+ * Usage: probe DIR [SECONDS [THREADS [PATTERN]]]
+ *   THREADS 1 measures serially only; PATTERN (create, rename or append)
+ *   measures that pattern only.
+ */
+
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define PROBE_SIZE 5120
+#define PROBE_MAX_THREADS 256
+
+enum probe_kind { PROBE_CREATE, PROBE_RENAME, PROBE_APPEND };
+
+struct probe_ctx {
+	const char	*dir;
+	enum probe_kind	 kind;
+	int		 id;
+	int		 appendfd;
+	int		 newfd;
+	double		 deadline;
+	long		 ops;
+	int		 failed;
+};
+
+static char probe_buf[PROBE_SIZE];
+
+static double
+probe_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int
+probe_write_all(int fd, const char *p, size_t n)
+{
+	ssize_t w;
+
+	while (n > 0) {
+		w = write(fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int
+probe_one(struct probe_ctx *c, long seq)
+{
+	char tmp[4096], dst[4096];
+	int fd;
+
+	if (c->kind == PROBE_APPEND) {
+		if (probe_write_all(c->appendfd, probe_buf, PROBE_SIZE) == -1 ||
+		    fdatasync(c->appendfd) == -1)
+			return -1;
+		return 0;
+	}
+	if (c->kind == PROBE_CREATE)
+		snprintf(tmp, sizeof(tmp), "%s/c/%d.%ld", c->dir, c->id, seq);
+	else
+		snprintf(tmp, sizeof(tmp), "%s/tmp/%d.%ld", c->dir, c->id,
+		    seq);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return -1;
+	if (probe_write_all(fd, probe_buf, PROBE_SIZE) == -1 ||
+	    fdatasync(fd) == -1) {
+		close(fd);
+		return -1;
+	}
+	if (close(fd) == -1)
+		return -1;
+	if (c->kind == PROBE_RENAME) {
+		snprintf(dst, sizeof(dst), "%s/new/%d.%ld", c->dir, c->id,
+		    seq);
+		if (rename(tmp, dst) == -1 || fsync(c->newfd) == -1)
+			return -1;
+	}
+	return 0;
+}
+
+static void *
+probe_thread(void *arg)
+{
+	struct probe_ctx *c = arg;
+	long seq = 0;
+
+	while (probe_now() < c->deadline) {
+		if (probe_one(c, seq++) == -1) {
+			fprintf(stderr, "probe: %s\n", strerror(errno));
+			c->failed = 1;
+			break;
+		}
+		c->ops++;
+	}
+	return NULL;
+}
+
+static void
+probe_clean(const char *dir, const char *sub)
+{
+	char path[4096];
+
+	/* remove the files (not timed); names are ID.SEQ, DIR is ours */
+	snprintf(path, sizeof(path), "exec find '%s/%s' -type f -delete", dir,
+	    sub);
+	if (system(path) != 0)
+		fprintf(stderr, "probe: could not clean %s/%s\n", dir, sub);
+}
+
+static double
+probe_run(const char *dir, enum probe_kind kind, int nthreads,
+    double seconds)
+{
+	static struct probe_ctx ctx[PROBE_MAX_THREADS];
+	pthread_t tid[PROBE_MAX_THREADS];
+	char path[4096];
+	double t0, t1;
+	long ops = 0;
+	int appendfd = -1, newfd = -1, i;
+
+	snprintf(path, sizeof(path), "%s/append", dir);
+	if (kind == PROBE_APPEND) {
+		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
+		    O_CLOEXEC, 0600);
+		if (appendfd == -1) {
+			perror(path);
+			exit(1);
+		}
+	}
+	snprintf(path, sizeof(path), "%s/new", dir);
+	newfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (newfd == -1) {
+		perror(path);
+		exit(1);
+	}
+	t0 = probe_now();
+	for (i = 0; i < nthreads; i++) {
+		memset(&ctx[i], 0, sizeof(ctx[i]));
+		ctx[i].dir = dir;
+		ctx[i].kind = kind;
+		ctx[i].id = i;
+		ctx[i].appendfd = appendfd;
+		ctx[i].newfd = newfd;
+		ctx[i].deadline = t0 + seconds;
+		if (pthread_create(&tid[i], NULL, probe_thread, &ctx[i]) != 0) {
+			fprintf(stderr, "probe: pthread_create failed\n");
+			exit(1);
+		}
+	}
+	for (i = 0; i < nthreads; i++) {
+		pthread_join(tid[i], NULL);
+		if (ctx[i].failed)
+			exit(1);
+		ops += ctx[i].ops;
+	}
+	t1 = probe_now();
+	close(newfd);
+	if (appendfd != -1) {
+		close(appendfd);
+		snprintf(path, sizeof(path), "%s/append", dir);
+		unlink(path);
+	}
+	probe_clean(dir, "c");
+	probe_clean(dir, "tmp");
+	probe_clean(dir, "new");
+	return (double)ops / (t1 - t0);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const char *names[] = { "create", "rename", "append" };
+	char path[4096];
+	const char *dir;
+	double seconds = 3.0;
+	const char *only = NULL;
+	int threads = 20, k, t, s;
+
+	if (argc < 2 || argc > 5) {
+		fprintf(stderr,
+		    "usage: probe DIR [SECONDS [THREADS [PATTERN]]]\n");
+		return 64;
+	}
+	dir = argv[1];
+	if (argc > 2)
+		seconds = atof(argv[2]);
+	if (argc > 3)
+		threads = atoi(argv[3]);
+	if (argc > 4)
+		only = argv[4];
+	if (only != NULL && strcmp(only, "create") != 0 &&
+	    strcmp(only, "rename") != 0 && strcmp(only, "append") != 0) {
+		fprintf(stderr, "probe: unknown pattern %s\n", only);
+		return 64;
+	}
+	if (seconds <= 0 || threads < 1 || threads > PROBE_MAX_THREADS) {
+		fprintf(stderr, "probe: bad SECONDS or THREADS\n");
+		return 64;
+	}
+	memset(probe_buf, 'x', sizeof(probe_buf));
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
+		perror(dir);
+		return 1;
+	}
+	for (s = 0; s < 3; s++) {
+		static const char *subs[] = { "c", "tmp", "new" };
+
+		snprintf(path, sizeof(path), "%s/%s", dir, subs[s]);
+		if (mkdir(path, 0700) == -1 && errno != EEXIST) {
+			perror(path);
+			return 1;
+		}
+	}
+	for (k = 0; k < 3; k++) {
+		int counts[2] = { 1, threads };
+
+		if (only != NULL && strcmp(only, names[k]) != 0)
+			continue;
+		for (t = 0; t < (threads > 1 ? 2 : 1); t++) {
+			printf("%s %d %.1f\n", names[k], counts[t],
+			    probe_run(dir, (enum probe_kind)k, counts[t],
+			    seconds));
+			fflush(stdout);
+		}
+	}
+	return 0;
+}
