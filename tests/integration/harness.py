@@ -64,6 +64,10 @@ class Server:
             "postoffice_dir": "postoffice",
             "local_domains": "localhost, example.test",
             "bind_retry": "3s",
+            # Hermetic by default: no DNS query leaves the machine (a
+            # closed loopback port answers at once); tests of outbound
+            # delivery set their own dns_servers / relay_host.
+            "dns_servers": "127.0.0.1:9",
             "user": "root" if os.geteuid() == 0 else "",
         }
         if conf:
