@@ -36,6 +36,7 @@ run_one() {	# name, command...
 	fi
 }
 
+run_one "lint" sh tests/lint.sh
 for t in "$UNIT_DIR"/test_*; do
 	[ -x "$t" ] || continue
 	run_one "unit/$(basename "$t")" "$t"
