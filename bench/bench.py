@@ -51,6 +51,23 @@ REMOTE_RCPT = "rcpt@remote.test"
 MSG_LEN = 5120
 
 
+# a copy of the binary, taken at the start, so that a rebuild during the
+# run (others work in this tree) cannot change what is measured
+BINARY_UNDER_TEST = os.path.join(WORK, "smtpgate-under-test")
+
+
+def copy_binary():
+    import hashlib
+    src = os.environ.get("SMTPGATE_BIN", os.path.join(ROOT, "smtpgate"))
+    shutil.copy2(src, BINARY_UNDER_TEST)
+    with open(BINARY_UNDER_TEST, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()[:12]
+    return "%s (sha256 %s…, built %s)" % (
+        os.path.relpath(os.path.abspath(src), ROOT), digest,
+        time.strftime("%Y-%m-%d %H:%M:%S",
+                      time.localtime(os.stat(src).st_mtime)))
+
+
 def env_int(name, default):
     v = os.environ.get(name)
     return int(v) if v not in (None, "") else default
@@ -223,8 +240,7 @@ class Smtpgate:
 
     def __init__(self, sink_port):
         self.dir = os.path.join(WORK, "smtpgate")
-        self.bin = os.environ.get("SMTPGATE_BIN",
-                                  os.path.join(ROOT, "smtpgate"))
+        self.bin = BINARY_UNDER_TEST
         self.port = free_port()
         self.sink_port = sink_port
         self.proc = None
@@ -872,6 +888,7 @@ def main():
     w3_pf = env_int("BENCH_W3_POSTFIX", 1000)
     soak = env_int("BENCH_SOAK", 100000)
     info = machine()
+    info["binary"] = copy_binary()
     log("bench %s: %d round(s), %d messages (W1/W2), %d sequential (W4); "
         "%s, %s cores, kernel %s, %s" % (
             mode, rounds, b.msgs, b.seq, info["cpu"], info["nproc"],
@@ -966,8 +983,9 @@ def brief(wname, r):
 def report_quick(results, b, info):
     sgr = results["smtpgate"]
     probe = results["probe"][0]["create/1"]
-    lines = ["", "bench-quick (smtpgate %s%s, 1 round):" % (
-        info["commit"], "+changes" if info["dirty"] else "")]
+    lines = ["", "bench-quick (smtpgate %s%s, %s; 1 round):" % (
+        info["commit"], "+changes" if info["dirty"] else "",
+        info["binary"])]
     last = {}
     lastf = os.path.join(WORK, "quick-last.json")
     try:
@@ -1162,11 +1180,13 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
         info["kernel"]))
     md.append("- file system of bench/work (spools, Maildirs, probe): %s"
               % info["fs"])
-    md.append("- smtpgate commit %s%s; Postfix %s (Debian package), "
+    md.append("- smtpgate commit %s%s, binary %s, copied at the start "
+              "and run from bench/work; Postfix %s (Debian package), "
               "smtp-source/smtp-sink from the same package" % (
                   info["commit"],
                   " with uncommitted changes under src/" if info["dirty"]
-                  else "", results.get("postfix_version", "?")))
+                  else "", info["binary"],
+                  results.get("postfix_version", "?")))
     md.append("- load average at start %s, at end %s (other work on the "
               "machine shares the 2 cores with both servers alike; the "
               "rounds are interleaved so that drift hits both)\n" % (
