@@ -162,6 +162,14 @@ drop_privileges(struct serve *sv)
 		    c->user);
 	if (setuid(0) != -1)
 		fatalx(EXIT_OSERR, "privileges were not dropped");
+	if (access(c->spool_dir, R_OK | W_OK | X_OK) == -1)
+		fatal(EXIT_CONFIG, "user %s cannot use spool_dir %s (is every "
+		    "parent directory searchable by it?)", c->user,
+		    c->spool_dir);
+	if (access(c->postoffice_dir, R_OK | W_OK | X_OK) == -1)
+		fatal(EXIT_CONFIG, "user %s cannot use postoffice_dir %s (is "
+		    "every parent directory searchable by it?)", c->user,
+		    c->postoffice_dir);
 	log_info("running as user %s (uid %d)", c->user, (int)pw->pw_uid);
 }
 

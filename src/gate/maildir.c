@@ -117,6 +117,9 @@ make_dirs(const char *postoffice, const char *dir, char *newdir,
 	struct stat st;
 	bool is_fresh = false;
 
+	/* The mailbox itself 0700 too (fsio_mkdirs makes parents 0755). */
+	if (stat(dir, &st) == -1 && fsio_mkdirs(dir, MAILDIR_MODE, e) == -1)
+		return err_prefix(e);
 	for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
 		int n = snprintf(path, sizeof(path), "%s/%s", dir, subs[i]);
 		if (n < 0 || (size_t)n >= sizeof(path))

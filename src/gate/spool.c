@@ -111,7 +111,8 @@ spool_open(const char *dir, struct err *e)
 	sp->queue_dir = xasprintf("%s/queue", dir);
 	sp->state_dir = xasprintf("%s/state", dir);
 	sp->quarantine_dir = xasprintf("%s/quarantine", dir);
-	if (fsio_mkdirs(sp->tmp_dir, 0700, e) == -1 ||
+	if (fsio_mkdirs(sp->dir, 0700, e) == -1 ||
+	    fsio_mkdirs(sp->tmp_dir, 0700, e) == -1 ||
 	    fsio_mkdirs(sp->queue_dir, 0700, e) == -1 ||
 	    fsio_mkdirs(sp->state_dir, 0700, e) == -1 ||
 	    fsio_mkdirs(sp->quarantine_dir, 0700, e) == -1) {

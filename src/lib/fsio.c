@@ -35,6 +35,25 @@ fsio_fsync_dir(const char *path, struct err *e)
 	return 0;
 }
 
+/*
+ * Parents are made searchable by everyone (0755, whatever the umask), as
+ * mkdir -p would: only the last directory gets the caller's mode, so that
+ * a server that drops privileges can still reach its own directories.
+ */
+static int
+fsio_mkdirs_parent(const char *path, struct err *e)
+{
+	struct stat st;
+
+	if (stat(path, &st) == 0)
+		return fsio_mkdirs(path, 0755, e);
+	if (fsio_mkdirs(path, 0755, e) == -1)
+		return -1;
+	if (chmod(path, 0755) == -1)
+		return err_sys(e, "chmod %s", path);
+	return 0;
+}
+
 int
 fsio_mkdirs(const char *path, mode_t mode, struct err *e)
 {
@@ -56,7 +75,7 @@ fsio_mkdirs(const char *path, mode_t mode, struct err *e)
 		slash--;
 	if (slash && slash != tmp) {
 		*slash = '\0';
-		if (fsio_mkdirs(tmp, mode, e) == -1)
+		if (fsio_mkdirs_parent(tmp, e) == -1)
 			return -1;
 	}
 	if (mkdir(path, mode) == -1) {

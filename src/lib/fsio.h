@@ -18,9 +18,9 @@ struct err;
 /* fsyncs the directory at path. */
 int	fsio_fsync_dir(const char *path, struct err *e);
 /*
- * Creates path and missing parents with mode (like mkdir -p); fsyncs each
- * parent in which a directory was created, so that the new directory
- * survives a crash.
+ * Creates path with mode, and missing parents with 0755 (like mkdir -p);
+ * fsyncs each parent in which a directory was created, so that the new
+ * directory survives a crash.
  */
 int	fsio_mkdirs(const char *path, mode_t mode, struct err *e);
 /* write(2) all of len bytes, retrying on EINTR and short writes. */
