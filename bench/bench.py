@@ -1016,6 +1016,10 @@ def report_quick(results, b, info):
             "PASS" if now["W4"] >= 0.8 * probe else "MISS"))
     lines.append("  every message arrived exactly once: %s" % (
         "yes" if ok else "NO"))
+    lines.append("  load average before/after: %s / %s (other work on the "
+                 "machine moves these rates)" % (
+                     " ".join(info["loadavg"]),
+                     " ".join(open("/proc/loadavg").read().split()[:3])))
     log("\n".join(lines))
     if ok:
         with open(lastf, "w") as f:

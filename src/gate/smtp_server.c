@@ -49,6 +49,7 @@
 #include "mail/reply.h"
 #include "mail/smtp_cmd.h"
 #include "mail/smtp_data.h"
+#include "net/proxy.h"
 #include "net/tls.h"
 #include "net/worker.h"
 #include "gate/addrmap.h"
@@ -67,6 +68,7 @@
 #define AUTH_FAIL_LIMIT	3		/* failed AUTHs before it is dropped */
 
 enum smtp_state {
+	SMTP_STATE_PROXY,	/* waiting for the PROXY protocol header */
 	SMTP_STATE_CONNECTED,	/* greeted, no HELO/EHLO yet */
 	SMTP_STATE_HELO,	/* HELO/EHLO done, no transaction */
 	SMTP_STATE_MAIL,	/* MAIL accepted */
@@ -82,6 +84,7 @@ enum smtp_state {
 };
 
 static const char *const smtp_state_names[SMTP_STATE_COUNT] = {
+	[SMTP_STATE_PROXY] = "PROXY",
 	[SMTP_STATE_CONNECTED] = "CONNECTED",
 	[SMTP_STATE_HELO] = "HELO",
 	[SMTP_STATE_MAIL] = "MAIL",
@@ -210,6 +213,7 @@ static void	session_write(struct bufferevent *bev, void *arg);
 static void	session_event(struct bufferevent *bev, short what, void *arg);
 static void	session_free(struct smtp_session *s);
 static void	process_input(struct smtp_session *s);
+static void	read_proxy_header(struct smtp_session *s, struct evbuffer *in);
 
 static const struct config *
 cfg_of(const struct smtp_session *s)
@@ -1340,7 +1344,11 @@ process_input(struct smtp_session *s)
 		if (before == 0 || s->state == SMTP_STATE_WAIT ||
 		    s->state == SMTP_STATE_TLS || s->state == SMTP_STATE_COMMIT)
 			break;
-		if (s->state == SMTP_STATE_DATA) {
+		if (s->state == SMTP_STATE_PROXY) {
+			read_proxy_header(s, in);
+			if (s->state == SMTP_STATE_PROXY)
+				break;		/* need more input */
+		} else if (s->state == SMTP_STATE_DATA) {
 			if (!read_data(s, in))
 				break;
 			finish_message(s);
@@ -1559,19 +1567,19 @@ sockaddr_text(const struct sockaddr *sa, char *addr, size_t size, int *port)
 		str_copy(addr, "local", size);
 }
 
+/*
+ * The client's address is known (the socket's, or the one a PROXY header
+ * carried): the policies that depend on it, the limits, the greeting.
+ */
 static void
-on_accept(struct evconnlistener *evl, evutil_socket_t fd,
-    struct sockaddr *sa, int salen, void *arg)
+session_start(struct smtp_session *s, const struct sockaddr *sa,
+    socklen_t salen)
 {
-	struct listener *l = arg;
-	struct smtp_server *srv = l->srv;
-	const struct config *c = srv->rt->cfg;
-	struct smtp_session *s = xcalloc(1, sizeof(*s));
+	struct smtp_server *srv = s->srv;
+	const struct config *c = s->rt->cfg;
 	unsigned per_ip = 0;
+	char greeting[300];
 
-	s->srv = srv;
-	s->rt = runtime_ref(srv->rt);
-	s->is_submission = l->is_submission;
 	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ?
 	    (size_t)salen : sizeof(s->peer));
 	sockaddr_text(sa, s->addr, sizeof(s->addr), &s->port);
@@ -1581,26 +1589,6 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	    strncmp(s->addr, "127.", 4) == 0;
 	s->is_trace = cidr_match_any(c->trace_clients.v, c->trace_clients.len,
 	    sa);
-	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (s->bev == NULL) {
-		log_warnx("[%s]:%d cannot set up connection", s->addr, s->port);
-		(void)close(fd);
-		runtime_unref(s->rt);
-		free(s);
-		return;
-	}
-	s->next = srv->sessions;
-	if (srv->sessions)
-		srv->sessions->prev = s;
-	srv->sessions = s;
-	srv->nsessions++;
-	stats.sessions++;
-	stats.connections++;
-	bufferevent_setcb(s->bev, session_read, session_write, session_event,
-	    s);
-	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
-	bufferevent_set_timeouts(s->bev, &(struct timeval){
-	    c->command_timeout, 0 }, NULL);
 	log_info("connect from [%s]:%d%s", s->addr, s->port,
 	    s->is_submission ? " (submission)" : "");
 	if (!s->in_relay_networks) {
@@ -1629,14 +1617,89 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 		return;
 	}
 	enter_state(s, SMTP_STATE_CONNECTED);
-	{
-		char greeting[300];
-
-		snprintf(greeting, sizeof(greeting), "%s ESMTP smtpgate",
-		    c->hostname);
-		reply_line(s, 220, false, NULL, greeting);
-	}
+	snprintf(greeting, sizeof(greeting), "%s ESMTP smtpgate", c->hostname);
+	reply_line(s, 220, false, NULL, greeting);
 	bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+}
+
+/*
+ * proxy_protocol = yes: the first bytes are HAProxy's PROXY header (v1 or
+ * v2), and the client is the address it names. Anything else closes the
+ * connection without a word: the peer is a load balancer, not a client.
+ */
+static void
+read_proxy_header(struct smtp_session *s, struct evbuffer *in)
+{
+	size_t avail = evbuffer_get_length(in), used = 0;
+	size_t n = avail < PROXY_HEADER_MAX ? avail : PROXY_HEADER_MAX;
+	const unsigned char *p = evbuffer_pullup(in, (ev_ssize_t)n);
+	struct proxy_info info;
+	struct err e;
+
+	err_clear(&e);
+	switch (proxy_parse(p, n, &info, &used, &e)) {
+	case PROXY_NEED_MORE:
+		return;
+	case PROXY_ERROR:
+		log_warnx("[%s]:%d PROXY protocol: %s; closing", s->addr,
+		    s->port, e.msg);
+		evbuffer_drain(in, avail);
+		enter_state(s, SMTP_STATE_CLOSING);
+		bufferevent_disable(s->bev, EV_READ);
+		return;
+	case PROXY_DONE:
+		break;
+	}
+	evbuffer_drain(in, used);
+	if (info.is_local)
+		session_start(s, (struct sockaddr *)&s->peer, sizeof(s->peer));
+	else
+		session_start(s, (struct sockaddr *)&info.src,
+		    info.src.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+		    : sizeof(struct sockaddr_in6));
+}
+
+static void
+on_accept(struct evconnlistener *evl, evutil_socket_t fd,
+    struct sockaddr *sa, int salen, void *arg)
+{
+	struct listener *l = arg;
+	struct smtp_server *srv = l->srv;
+	const struct config *c = srv->rt->cfg;
+	struct smtp_session *s = xcalloc(1, sizeof(*s));
+
+	s->srv = srv;
+	s->rt = runtime_ref(srv->rt);
+	s->is_submission = l->is_submission;
+	memcpy(&s->peer, sa, (size_t)salen < sizeof(s->peer) ?
+	    (size_t)salen : sizeof(s->peer));
+	sockaddr_text(sa, s->addr, sizeof(s->addr), &s->port);
+	s->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (s->bev == NULL) {
+		log_warnx("[%s]:%d cannot set up connection", s->addr, s->port);
+		(void)close(fd);
+		runtime_unref(s->rt);
+		free(s);
+		return;
+	}
+	s->next = srv->sessions;
+	if (srv->sessions)
+		srv->sessions->prev = s;
+	srv->sessions = s;
+	srv->nsessions++;
+	stats.sessions++;
+	stats.connections++;
+	bufferevent_setcb(s->bev, session_read, session_write, session_event,
+	    s);
+	bufferevent_setwatermark(s->bev, EV_READ, 0, INPUT_MAX);
+	bufferevent_set_timeouts(s->bev, &(struct timeval){
+	    c->command_timeout, 0 }, NULL);
+	if (c->proxy_protocol) {
+		s->state = SMTP_STATE_PROXY;
+		bufferevent_enable(s->bev, EV_READ | EV_WRITE);
+		return;
+	}
+	session_start(s, sa, (socklen_t)salen);
 }
 
 static void

@@ -80,9 +80,10 @@ v1_expect(struct v1 *p, const char *lit, const char *where)
 }
 
 /*
- * Reads the protocol up to (not including) the byte after it, into
- * *family: AF_INET, AF_INET6 or AF_UNSPEC for UNKNOWN. A byte that no
- * protocol name can continue with is refused at once.
+ * Reads the protocol name into *family: AF_INET, AF_INET6, or AF_UNSPEC
+ * for UNKNOWN, the only one that a CR may end. The byte after the name
+ * is left for the caller. A byte that no name can continue with is
+ * refused at once.
  */
 static enum proxy_result
 v1_protocol(struct v1 *p, int *family)
@@ -95,28 +96,31 @@ v1_protocol(struct v1 *p, int *family)
 		{ "TCP6", AF_INET6 },
 		{ "UNKNOWN", AF_UNSPEC },
 	};
+	const size_t nprotos = sizeof(protos) / sizeof(protos[0]);
 	size_t start = p->pos, n, i;
+	unsigned char c;
 
-	for (;;) {
-		n = p->pos - start;
+	for (;; p->pos++) {
 		if (p->pos == p->len)
 			return PROXY_NEED_MORE;
-		for (i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
-			if (strlen(protos[i].name) == n) {
-				/* Whole name: the separator decides. */
-				if (p->buf[p->pos] == ' ' ||
-				    (p->buf[p->pos] == '\r' &&
-				    protos[i].family == AF_UNSPEC)) {
-					*family = protos[i].family;
-					return PROXY_DONE;
-				}
-			} else if (strlen(protos[i].name) > n &&
-			    p->buf[p->pos] == (unsigned char)protos[i].name[n])
+		c = p->buf[p->pos];
+		n = p->pos - start;
+		for (i = 0; i < nprotos; i++) {
+			const char *name = protos[i].name;
+
+			if (strlen(name) < n ||
+			    memcmp(p->buf + start, name, n) != 0)
+				continue;
+			if (name[n] == '\0' && (c == ' ' ||
+			    (c == '\r' && protos[i].family == AF_UNSPEC))) {
+				*family = protos[i].family;
+				return PROXY_DONE;
+			}
+			if (name[n] != '\0' && c == (unsigned char)name[n])
 				break;
 		}
-		if (i == sizeof(protos) / sizeof(protos[0]))
+		if (i == nprotos)
 			return v1_unexpected(p, "the protocol");
-		p->pos++;
 	}
 }
 

@@ -32,8 +32,9 @@ enum proxy_result {
 };
 
 struct proxy_info {
-	bool	is_local;	/* v2 LOCAL or v1 UNKNOWN: keep the connection's own addresses */
-	struct sockaddr_storage src, dst;	/* with ports, when !is_local */
+	/* v2 LOCAL or v1 UNKNOWN: keep the connection's own addresses */
+	bool			is_local;
+	struct sockaddr_storage	src, dst;	/* with ports, when !is_local */
 };
 
 /*
@@ -53,7 +54,8 @@ struct proxy_info {
  * keeps the connection's own addresses.
  *
  * PROXY_ERROR: not a valid PROXY header; *used and *info are untouched and
- * e->msg says what, without quoting the peer's bytes, e.g.
+ * e->msg says what (quoting the peer's bytes only when they are all
+ * digits, dots, colons or hex letters, so the text is safe to log), e.g.
  * "not a PROXY protocol header", "PROXY v1 line longer than 107 bytes",
  * "PROXY v1: unexpected byte 0x09 at offset 10 in the protocol",
  * "PROXY v1: bad source address 1.2.3.256", "PROXY v1: source port out

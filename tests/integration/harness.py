@@ -4,8 +4,16 @@ ports in a private directory and talks to it with real clients.
 Each test file defines functions decorated with @test and ends with main().
 Every test prints "ok - NAME" or "not ok - NAME" (tests/run.sh counts them).
 Servers started by a test are stopped (by PID) when it ends.
+
+Besides Server and Raw, the helpers shared by the test files: hermetic()
+and hermetic_server() (nothing leaves loopback), the dialogue checks exp(),
+greet()/greet_text(), send_msg(), settle() and mailboxes(), make_cert() and
+client_ctx() for TLS, queue_json(), status_counts(), wait_exit(), and the
+RSS readers vmrss_kb()/server_rss_kb() with asan_small_quarantine_env().
 """
+import json
 import os
+import re
 import select
 import shutil
 import signal
@@ -29,10 +37,11 @@ def test(fn):
     return fn
 
 
-def free_port():
-    """A TCP port that nothing listens on right now (loopback)."""
+def free_port(host="127.0.0.1"):
+    """A TCP port that nothing listens on right now (on host, loopback by
+    default)."""
     s = socket.socket()
-    s.bind(("127.0.0.1", 0))
+    s.bind((host, 0))
     port = s.getsockname()[1]
     s.close()
     return port
@@ -263,6 +272,213 @@ def message(subject="test", body="Hello.\r\n", frm="alice@example.org",
             to="postmaster@localhost", extra=""):
     return ("From: <%s>\r\nTo: <%s>\r\nSubject: %s\r\n%s\r\n%s"
             % (frm, to, subject, extra, body))
+
+
+# ---- helpers shared by the test files ---------------------------------------
+
+# The end-of-data reply text of an accepted message; group 1: the queue id.
+ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
+
+# What the memory tests allow the server's RSS to reach.
+RSS_LIMIT_KB = 64 * 1024
+
+
+def hermetic(conf=None):
+    """Nothing leaves loopback: DNS and the relay host point at loopback
+    ports where nothing listens, so mail for remote domains (bounces
+    included) just waits in the queue. Returns the conf dict, conf's own
+    settings applied last."""
+    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
+         "relay_host": "[127.0.0.1]:%d" % free_port()}
+    c.update(conf or {})
+    return c
+
+
+def hermetic_server(conf=None, name="it", env=None):
+    """A started Server on hermetic(conf); env as for Server.start()."""
+    return Server(hermetic(conf), name=name).start(env=env)
+
+
+def asan_small_quarantine_env():
+    """The environment for a server whose RSS a test measures: under
+    AddressSanitizer, freed memory sits in ASan's quarantine (up to 256 MB)
+    and would count as the server's RSS; keep that quarantine small. No
+    effect on a normal build."""
+    opts = os.environ.get("ASAN_OPTIONS", "")
+    return dict(os.environ, ASAN_OPTIONS=(opts + ":" if opts else "") +
+                "quarantine_size_mb=1:thread_local_quarantine_size_kb=64")
+
+
+def exp(r, send, code, enh=None, text=None):
+    """Sends send on Raw r (str: CRLF added; bytes: as they are; None:
+    nothing), reads one reply, checks its code, its enhanced code (the
+    whole text or the first word) and (optionally) its exact text.
+    Returns the reply text."""
+    if send is not None:
+        r.send(send + "\r\n" if isinstance(send, str) else send)
+    c, t = r.reply()
+    ok = c == code
+    if enh is not None:
+        ok = ok and (t == enh or t.startswith(enh + " "))
+    if text is not None:
+        ok = ok and t == text
+    assert ok, "after %r expected %s %s %s, got %d %r" % (
+        send, code, enh or "", text or "", c, t)
+    return t
+
+
+def greet_text(s, ehlo="client.example", verb="EHLO", port=None):
+    """A Raw client on server s (port: s.port by default) that got the 220
+    and said `VERB EHLO` (250); no EHLO when ehlo is empty. Returns
+    (Raw, text of the EHLO reply or None)."""
+    r = s.raw(port)
+    exp(r, None, 220)
+    t = exp(r, "%s %s" % (verb, ehlo), 250) if ehlo else None
+    return r, t
+
+
+def greet(s, ehlo="client.example", verb="EHLO", port=None):
+    """greet_text() without the EHLO reply: returns the Raw client."""
+    return greet_text(s, ehlo, verb, port)[0]
+
+
+def send_msg(r, frm, rcpts, data, stuffed=None):
+    """One DATA transaction on an open session (every recipient must get
+    250 2.1.5); data is the message, stuffed (if given) is what goes on
+    the wire instead. Returns the queue id."""
+    exp(r, "MAIL FROM:<%s>" % frm, 250, "2.1.0")
+    for rc in rcpts:
+        exp(r, "RCPT TO:<%s>" % rc, 250, "2.1.5")
+    exp(r, "DATA", 354)
+    wire = stuffed if stuffed is not None else data
+    if isinstance(wire, str):
+        wire = wire.encode()
+    r.send(wire + b".\r\n")
+    t = exp(r, None, 250, "2.0.0")
+    m = ID_RE.match(t)
+    assert m, "bad end-of-data reply %r" % t
+    return m.group(1)
+
+
+def settle(s, box, n, timeout=15.0):
+    """Waits for n messages in mailbox box, then a little longer; returns
+    them and checks that no more arrived."""
+    if n:
+        s.wait_mailbox(box, n, timeout)
+    time.sleep(1.0)
+    got = s.mailbox(box)
+    assert len(got) == n, "mailbox %s: expected %d message(s), got %d:\n%r" % (
+        box, n, len(got), got)
+    return got
+
+
+def mailboxes(s):
+    """The names of the mailboxes under s's postoffice, sorted."""
+    d = s.path("postoffice")
+    return sorted(os.listdir(d)) if os.path.isdir(d) else []
+
+
+def make_cert(d, cn="localhost", cert="cert.pem", key="key.pem", days=1):
+    """A self-signed certificate (RSA 2048, valid for days) and its key
+    made with `openssl req`, written into directory d as cert and key.
+    Returns (cert path, key path)."""
+    cp, kp = os.path.join(d, cert), os.path.join(d, key)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
+                    "-nodes", "-subj", "/CN=" + cn, "-days", str(days),
+                    "-keyout", kp, "-out", cp],
+                   check=True, capture_output=True, timeout=60)
+    return cp, kp
+
+
+def client_ctx(max_version=None, min_version=None, seclevel0=False):
+    """A TLS client context that does not verify the server (self-signed
+    test certificates), optionally limited to a range of versions and
+    allowing every cipher (seclevel0)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    if min_version is not None:
+        ctx.minimum_version = min_version
+    if max_version is not None:
+        ctx.maximum_version = max_version
+    if seclevel0:
+        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+    return ctx
+
+
+def queue_json(server):
+    """`smtpgate queue list --json`, parsed (its exit status must be 0)."""
+    r = server.cmd("queue", "list", "--json")
+    assert r.returncode == 0, "queue list --json: rc %d %s%s" % (
+        r.returncode, r.stdout, r.stderr)
+    try:
+        return json.loads(r.stdout)
+    except ValueError as e:
+        raise AssertionError("queue list --json is not JSON (%s): %r"
+                             % (e, r.stdout))
+
+
+def status_counts(text):
+    """The "NAME NUMBER" lines of `smtpgate status` output as a dict."""
+    out = {}
+    for ln in text.splitlines():
+        m = re.match(r"^(\w+) (\d+)$", ln)
+        if m:
+            out[m.group(1)] = int(m.group(2))
+    return out
+
+
+def wait_exit(srv, timeout):
+    """Waits up to timeout seconds for srv's process to exit; returns its
+    exit status. Raises AssertionError (with the log) if it still runs."""
+    try:
+        return srv.proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("smtpgate still running after %.0fs:\n%s"
+                             % (timeout, srv.log()))
+
+
+def vmrss_kb(pid):
+    """VmRSS (kB) of process pid, 0 if it has none; OSError if there is no
+    such process."""
+    with open("/proc/%d/status" % pid) as f:
+        for ln in f:
+            if ln.startswith("VmRSS:"):
+                return int(ln.split()[1])
+    return 0
+
+
+def tree_pids(root):
+    """root and all its descendants (the server may fork helpers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(")") + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    out, todo = [], [root]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def server_rss_kb(s):
+    """Largest VmRSS (kB) among the processes of server s."""
+    best = 0
+    for p in tree_pids(s.proc.pid):
+        try:
+            best = max(best, vmrss_kb(p))
+        except OSError:
+            pass
+    return best
 
 
 def main():

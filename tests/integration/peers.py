@@ -22,8 +22,8 @@ configuration in a temp dir, users alice, bob and postmaster (password
     conf["lmtp_host"] = "127.0.0.1:%d" % dc.lmtp_port
     dc.maildir_messages("alice"); dc.imap_messages("alice")
 
-Both are registered with harness._live (when harness is imported) so they
-are stopped after each test.
+Both are registered with harness._live so they are stopped after each
+test. Ports, waiting, certificates and queue_json() come from harness.
 """
 import asyncio
 import imaplib
@@ -41,32 +41,12 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP
 from aiosmtpd.lmtp import LMTP
 
-
-def _free_port(host="127.0.0.1"):
-    s = socket.socket()
-    s.bind((host, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+import harness
+from harness import free_port, wait_for, queue_json  # noqa: F401 (re-export)
 
 
 def _register(obj):
-    try:
-        import harness
-        harness._live.append(obj)
-    except ImportError:
-        pass
-
-
-def _wait(pred, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = pred()
-        if v:
-            return v
-        time.sleep(0.05)
-    raise AssertionError("timed out after %.1fs waiting for %s"
-                         % (timeout, what))
+    harness._live.append(obj)
 
 
 class Msg:
@@ -222,7 +202,7 @@ class SmtpPeer:
     def __init__(self, host="127.0.0.1", port=None, smtputf8=True,
                  tls_context=None, lmtp=False, name="peer.example"):
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.smtputf8 = smtputf8
         self.tls_context = tls_context
         self.lmtp = lmtp
@@ -301,8 +281,9 @@ class SmtpPeer:
     cleanup = stop
 
     def wait_messages(self, n, timeout=15.0):
-        return _wait(lambda: len(self.messages) >= n and self.messages,
-                     timeout, "%d message(s) at peer %s" % (n, self.hostport))
+        return wait_for(lambda: len(self.messages) >= n and self.messages,
+                        timeout,
+                        "%d message(s) at peer %s" % (n, self.hostport))
 
     def received_for(self, rcpt):
         """Messages whose envelope names rcpt."""
@@ -320,14 +301,10 @@ class SmtpPeer:
 # ---- TLS ------------------------------------------------------------------
 
 def make_cert(dirpath, cn="peer.example"):
-    """A self-signed certificate made with `openssl req`: (cert, key)."""
-    cert = os.path.join(dirpath, "peer-cert.pem")
-    key = os.path.join(dirpath, "peer-key.pem")
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-days", "2", "-subj", "/CN=%s" % cn,
-                    "-keyout", key, "-out", cert],
-                   check=True, capture_output=True, timeout=60)
-    return cert, key
+    """A self-signed certificate for a peer (harness.make_cert() as
+    peer-cert.pem / peer-key.pem, valid 2 days): (cert, key)."""
+    return harness.make_cert(dirpath, cn, "peer-cert.pem", "peer-key.pem",
+                             days=2)
 
 
 def server_tls_context(cert, key):
@@ -361,8 +338,8 @@ class Dovecot:
         self.dir = tempfile.mkdtemp(prefix="smtpgate-dovecot.")
         os.chmod(self.dir, 0o755)
         self.users = users
-        self.lmtp_port = _free_port()
-        self.imap_port = _free_port()
+        self.lmtp_port = free_port()
+        self.imap_port = free_port()
         self.proc = None
         # Dovecot refuses to run its login processes as root ("This
         # process must not be run as root") and mail users with UID 0
@@ -462,7 +439,7 @@ service imap-login {
                 except OSError:
                     return False
             return True
-        _wait(up, timeout, "dovecot to listen")
+        wait_for(up, timeout, "dovecot to listen")
         return self
 
     def log(self):
@@ -529,9 +506,9 @@ service imap-login {
                 pass
 
     def wait_messages(self, user, n, timeout=15.0):
-        return _wait(lambda: len(self.maildir_messages(user)) >= n and
-                     self.maildir_messages(user), timeout,
-                     "%d message(s) for %s in Dovecot" % (n, user))
+        return wait_for(lambda: len(self.maildir_messages(user)) >= n and
+                        self.maildir_messages(user), timeout,
+                        "%d message(s) for %s in Dovecot" % (n, user))
 
 
 # ---- helpers shared by the outbound tests ------------------------------------
@@ -569,19 +546,6 @@ def submit(server, sender, rcpts, data=None, subject="test", port=None,
         c.close()
 
 
-def queue_json(server):
-    """`smtpgate queue list --json`, parsed."""
-    import json
-    r = server.cmd("queue", "list", "--json")
-    assert r.returncode == 0, "queue list --json: rc %d %s" % (
-        r.returncode, r.stderr)
-    try:
-        return json.loads(r.stdout)
-    except ValueError as e:
-        raise AssertionError("queue list --json is not JSON (%s): %r"
-                             % (e, r.stdout))
-
-
 def queue_entry(server, qid):
     for m in queue_json(server):
         if m.get("id") == qid:
@@ -612,7 +576,7 @@ def wait_log_re(server, pattern, timeout=10.0):
             if m:
                 return m
         return None
-    return _wait(find, timeout, "log line matching %r" % pattern)
+    return wait_for(find, timeout, "log line matching %r" % pattern)
 
 
 def wait_removed(server, qid, timeout=15.0):

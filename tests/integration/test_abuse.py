@@ -10,29 +10,17 @@ without LF, and a well-behaved client that still gets its mail delivered
 while all of this goes on.
 """
 import os
-import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, Raw, test, main, message  # noqa: E402
-
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
-RSS_LIMIT_KB = 64 * 1024
+from harness import (Server, Raw, test, main, message,  # noqa: E402
+                     ID_RE, RSS_LIMIT_KB, exp, vmrss_kb,
+                     asan_small_quarantine_env)
 
 
 # ---- helpers (local to this file) ----------------------------------------
-
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code and (enh is None or t == enh or t.startswith(enh + " "))
-    assert ok, "after %r expected %s %s, got %d %r" % (send, code, enh or "",
-                                                       c, t)
-    return t
-
 
 def start(conf=None, env=None):
     return Server(conf, name="abuse").start(env=env)
@@ -79,14 +67,6 @@ def closed_with(r, code, enh, within):
     left = max(0.5, within - (time.time() - t0))
     assert r.closed(left), "not closed after %d %s" % (c, t)
     return time.time() - t0
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for ln in f:
-            if ln.startswith("VmRSS:"):
-                return int(ln.split()[1])
-    return 0
 
 
 # ---- connection limits -------------------------------------------------------
@@ -339,12 +319,9 @@ def errors_below_limit_keep_session():
 
 @test
 def fifty_mb_line_without_lf():
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    env = dict(os.environ, ASAN_OPTIONS=(opts + ":" if opts else "") +
-               "quarantine_size_mb=1:thread_local_quarantine_size_kb=64")
-    s = start(env=env)
+    s = start(env=asan_small_quarantine_env())
     pid = s.proc.pid
-    base = rss_kb(pid)
+    base = vmrss_kb(pid)
     r = s.raw()
     exp(r, None, 220)
     exp(r, "EHLO client.example", 250)
@@ -362,8 +339,8 @@ def fifty_mb_line_without_lf():
             break
         sent += len(chunk)
         if (sent // len(chunk)) % 32 == 0:
-            peak = max(peak, rss_kb(pid))
-    peak = max(peak, rss_kb(pid))
+            peak = max(peak, vmrss_kb(pid))
+    peak = max(peak, vmrss_kb(pid))
     assert s.proc.poll() is None, "server died:\n%s" % s.log()[-2000:]
     assert peak < RSS_LIMIT_KB, "server RSS %d kB (base %d kB) after %d " \
         "bytes of one line" % (peak, base, sent)
@@ -376,7 +353,7 @@ def fifty_mb_line_without_lf():
             pass
     r.close()
     normal_client(s, subject="after the long line")
-    assert rss_kb(pid) < RSS_LIMIT_KB
+    assert vmrss_kb(pid) < RSS_LIMIT_KB
 
 
 # ---- all at once --------------------------------------------------------------

@@ -23,7 +23,8 @@ import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, message, wait_for,  # noqa: E402
-                     free_port)
+                     free_port, exp, greet_text, make_cert, client_ctx,
+                     queue_json)
 
 warnings.simplefilter("ignore", DeprecationWarning)
 try:
@@ -51,22 +52,6 @@ _HAS_BCRYPT = _crypt is not None and _has_method(
 
 # ---- helpers (local to this file) ----------------------------------------
 
-def make_cert(d, cn="localhost"):
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-subj", "/CN=" + cn, "-days", "1",
-                    "-keyout", os.path.join(d, "key.pem"),
-                    "-out", os.path.join(d, "cert.pem")],
-                   check=True, capture_output=True, timeout=60)
-
-
-def client_ctx():
-    import ssl
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
 def auth_server(conf=None, tls=False, users=((USER, PASS),), start=True):
     """A server with auth_users (written by `smtpgate passwd`); remote mail
     goes to a closed port on loopback, never to the network."""
@@ -88,29 +73,12 @@ def auth_server(conf=None, tls=False, users=((USER, PASS),), start=True):
     return s
 
 
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code and (enh is None or t == enh or t.startswith(enh + " "))
-    assert ok, "after %r expected %s %s, got %d %r" % (send, code, enh or "",
-                                                       c, t)
-    return t
-
-
 def b64(s):
     return base64.b64encode(s.encode() if isinstance(s, str) else s).decode()
 
 
 def plain(user=USER, pw=PASS, authz=""):
     return b64("%s\0%s\0%s" % (authz, user, pw))
-
-
-def greet(s, port=None, ehlo="client.example"):
-    r = s.raw(port)
-    exp(r, None, 220)
-    t = exp(r, "EHLO " + ehlo, 250)
-    return r, t
 
 
 def advertises_auth(ehlo_text):
@@ -121,13 +89,6 @@ def starttls(r):
     exp(r, "STARTTLS", 220, "2.0.0")
     r.sock = client_ctx().wrap_socket(r.sock, server_hostname="localhost")
     return exp(r, "EHLO client.example", 250)
-
-
-def queue_json(s):
-    import json
-    res = s.cmd("queue", "list", "--json")
-    assert res.returncode == 0, res.stdout + res.stderr
-    return json.loads(res.stdout or "[]")
 
 
 def header_block(m):
@@ -156,10 +117,10 @@ def passwd_writes_yescrypt_0600():
     assert sorted(l.split(":")[0] for l in lines) == ["alice", "bob"], lines
     assert stat.S_IMODE(os.stat(p).st_mode) == 0o600
     s.start()
-    r, t = greet(s)
+    r, t = greet_text(s)
     exp(r, "AUTH PLAIN " + plain(USER, "newpass"), 235, "2.7.0")
     r.close()
-    r, t = greet(s)
+    r, t = greet_text(s)
     exp(r, "AUTH PLAIN " + plain("bob", "bobpass"), 235, "2.7.0")
     r.close()
 
@@ -183,10 +144,10 @@ def _hand_hash(method_name):
         h = _crypt.crypt(PASS, _crypt.mksalt(getattr(_crypt, method_name)))
         s.write_file("users", "%s:%s\n" % (USER, h), 0o600)
         s.start()
-        r, t = greet(s)
+        r, t = greet_text(s)
         exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
         r.close()
-        r, t = greet(s)
+        r, t = greet_text(s)
         exp(r, "AUTH PLAIN " + plain(pw="wrong"), 535, "5.7.8")
         r.close()
     return fn
@@ -208,7 +169,7 @@ for _name, _m, _ok, _why in (
 def loopback_relay_client_exempt_from_tls():
     """Default relay_networks contains 127.0.0.1: AUTH offered in clear."""
     s = auth_server()
-    r, t = greet(s)
+    r, t = greet_text(s)
     assert advertises_auth(t), "AUTH not offered to loopback: %r" % t
     exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
     r.close()
@@ -217,7 +178,7 @@ def loopback_relay_client_exempt_from_tls():
 @test
 def not_offered_without_auth_users():
     s = Server(name="auth").start()
-    r, t = greet(s)
+    r, t = greet_text(s)
     assert "AUTH" not in t.upper().split(), t
     r.send("AUTH PLAIN " + plain() + "\r\n")
     c, txt = r.reply()
@@ -228,7 +189,7 @@ def not_offered_without_auth_users():
 @test
 def not_exempt_needs_starttls():
     s = auth_server({"relay_networks": "10.0.0.0/8"}, tls=True)
-    r, t = greet(s)
+    r, t = greet_text(s)
     assert not advertises_auth(t), "AUTH offered before STARTTLS: %r" % t
     exp(r, "AUTH PLAIN " + plain(), 538, "5.7.11")
     exp(r, "AUTH LOGIN", 538, "5.7.11")
@@ -245,7 +206,7 @@ def not_exempt_needs_starttls():
 def auth_require_tls_no():
     s = auth_server({"relay_networks": "10.0.0.0/8",
                      "auth_require_tls": "no"})
-    r, t = greet(s)
+    r, t = greet_text(s)
     assert advertises_auth(t), "AUTH not offered with auth_require_tls=no"
     exp(r, "AUTH LOGIN", 334)
     exp(r, b64(USER), 334)
@@ -266,13 +227,13 @@ def auth_require_tls_no():
 def plain_and_login_dialogues():
     s = auth_server()
     # PLAIN with the response on its own line
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     t = exp(r, "AUTH PLAIN", 334)
     assert t.strip() == "", "PLAIN challenge should be empty: %r" % t
     exp(r, plain(), 235, "2.7.0")
     r.close()
     # LOGIN: the challenges are base64 "Username:" / "Password:"
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     t = exp(r, "AUTH LOGIN", 334)
     assert base64.b64decode(t).lower().startswith(b"username"), t
     t = exp(r, b64(USER), 334)
@@ -280,12 +241,12 @@ def plain_and_login_dialogues():
     exp(r, b64(PASS), 235, "2.7.0")
     r.close()
     # LOGIN with the user name as initial response
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH LOGIN " + b64(USER), 334)
     exp(r, b64(PASS), 235, "2.7.0")
     r.close()
     # mechanism names are case-insensitive; smtplib picks one by itself
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "auth plain " + plain(), 235, "2.7.0")
     r.close()
     c = s.smtp()
@@ -327,11 +288,11 @@ def errors_in_the_dialogue():
 @test
 def plain_with_bad_structure():
     s = auth_server()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     # no NUL separators
     exp(r, "AUTH PLAIN " + b64(USER + PASS), 501, "5.5.2")
     # authzid different from authcid: never authenticates as someone else
-    r2, _ = greet(s)
+    r2, _ = greet_text(s)
     r2.send("AUTH PLAIN " + plain(authz="root") + "\r\n")
     c, t = r2.reply()
     assert c != 235, "AUTH PLAIN with authzid root for alice: %d %s" % (c, t)
@@ -343,7 +304,7 @@ def plain_with_bad_structure():
 @test
 def failures_slowed_then_disconnect():
     s = auth_server()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     times = []
     for i, (u, p) in enumerate(((USER, "wrong1"), ("nosuchuser", PASS),
                                 (USER, "wrong3"))):
@@ -358,7 +319,7 @@ def failures_slowed_then_disconnect():
     assert r.closed(5), "not disconnected after 3 failed AUTH"
     wait_for(lambda: "too many failed AUTH" in s.log(), 5, "log line")
     # other clients are not affected; a new session may authenticate
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
     r.close()
 
@@ -366,7 +327,7 @@ def failures_slowed_then_disconnect():
 @test
 def login_failure_then_success_same_session():
     s = auth_server()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH LOGIN", 334)
     exp(r, b64(USER), 334)
     exp(r, b64("nope"), 535, "5.7.8")
@@ -382,7 +343,7 @@ def no_pipelined_command_runs_during_slow_failure():
     run in the unauthenticated session (relay still refused)."""
     s = auth_server({"relay_networks": "10.0.0.0/8",
                      "auth_require_tls": "no"})
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     r.send("AUTH PLAIN " + plain(pw="bad") + "\r\nMAIL FROM:<a@example.org>"
            "\r\nRCPT TO:<user@remote.example>\r\n")
     exp(r, None, 535, "5.7.8")
@@ -397,11 +358,11 @@ def no_pipelined_command_runs_during_slow_failure():
 def authenticated_relay_over_tls():
     s = auth_server({"relay_networks": "10.0.0.0/8"}, tls=True)
     # control: without AUTH a remote recipient is refused
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "MAIL FROM:<alice@example.org>", 250)
     exp(r, "RCPT TO:<user@remote.example>", 554, "5.7.1")
     r.close()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     starttls(r)
     exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
     exp(r, "MAIL FROM:<alice@example.org>", 250)
@@ -453,12 +414,12 @@ def password_never_logged_even_when_traced():
     s = auth_server({"trace_clients": "127.0.0.0/8"})
     secrets = [PASS, b64(PASS), plain(), "wrong-" + PASS, b64("wrong-" + PASS),
                plain(pw="wrong-" + PASS)]
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH PLAIN " + plain(pw="wrong-" + PASS), 535)
     exp(r, "AUTH PLAIN", 334)
     exp(r, plain(), 235)
     r.close()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH LOGIN", 334)
     exp(r, b64(USER), 334)
     exp(r, b64("wrong-" + PASS), 535)
@@ -485,7 +446,7 @@ def password_never_logged_even_when_traced():
 @test
 def submission_requires_auth():
     s = auth_server()
-    r, t = greet(s, s.sub_port)
+    r, t = greet_text(s, port=s.sub_port)
     exp(r, "MAIL FROM:<alice@example.org>", 530, "5.7.0")
     exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
     exp(r, "MAIL FROM:<alice@example.org>", 250)
@@ -513,7 +474,7 @@ def submission_requires_auth_even_without_auth_users():
     """No auth_users at all: the submission port refuses MAIL (530) rather
     than becoming an open relay for loopback clients."""
     s = Server(name="auth").start()
-    r, t = greet(s, s.sub_port)
+    r, t = greet_text(s, port=s.sub_port)
     r.send("MAIL FROM:<alice@example.org>\r\n")
     c, txt = r.reply()
     assert c == 530, "%d %s" % (c, txt)
@@ -523,7 +484,7 @@ def submission_requires_auth_even_without_auth_users():
 @test
 def users_reloaded_on_sighup():
     s = auth_server()
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH PLAIN " + plain("carol", "carolpw"), 535)
     r.close()
     res = s.cmd("passwd", "carol", input="carolpw\n")
@@ -531,7 +492,7 @@ def users_reloaded_on_sighup():
     n = s.log().count("reload")
     s.signal(signal.SIGHUP)
     wait_for(lambda: s.log().count("reload") > n, 10, "reload log line")
-    r, _ = greet(s)
+    r, _ = greet_text(s)
     exp(r, "AUTH PLAIN " + plain("carol", "carolpw"), 235, "2.7.0")
     r.close()
 

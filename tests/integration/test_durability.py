@@ -14,25 +14,15 @@ import threading
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, wait_for, free_port  # noqa: E402
+from harness import (Server, test, main, wait_for,  # noqa: E402
+                     hermetic, ID_RE)
 
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 TOKEN_RE = re.compile(rb"Subject: dur-([0-9a-z-]+)\r\n")
 FILLER = b"".join(b"line %03d of the durable message body, padding padding\r\n"
                   % i for i in range(60))
 
 
 # ---- helpers (local to this file) ----------------------------------------
-
-def hermetic(conf=None):
-    """Nothing leaves loopback: DNS and the relay host point at loopback
-    ports where nothing listens, so mail for remote domains (bounces
-    included) just waits in the queue."""
-    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
-         "relay_host": "[127.0.0.1]:%d" % free_port()}
-    c.update(conf or {})
-    return c
-
 
 def make_message(tok):
     return (b"From: <load@example.org>\r\nTo: <postmaster@localhost>\r\n"
@@ -163,6 +153,17 @@ class Load:
             return len(self.acked)
 
 
+def load_transaction(s):
+    """A Raw client past the greeting, EHLO, MAIL FROM:<load@example.org>
+    and RCPT TO:<postmaster@localhost> (each 250)."""
+    r = s.raw()
+    r.expect(220)
+    r.expect(250, "EHLO client.example")
+    r.expect(250, "MAIL FROM:<load@example.org>")
+    r.expect(250, "RCPT TO:<postmaster@localhost>")
+    return r
+
+
 def restart(s):
     if getattr(s, "logf", None):
         s.logf.close()
@@ -241,11 +242,7 @@ def kill9_right_after_ack():
     ids = []
     for i in range(3):
         tok = "single%d-%06x" % (i, random.getrandbits(24))
-        r = s.raw()
-        r.expect(220)
-        r.expect(250, "EHLO client.example")
-        r.expect(250, "MAIL FROM:<load@example.org>")
-        r.expect(250, "RCPT TO:<postmaster@localhost>")
+        r = load_transaction(s)
         r.expect(354, "DATA")
         r.send(make_message(tok) + b".\r\n")
         c, t = r.reply()
@@ -341,11 +338,7 @@ def kill9_with_queued_backlog():
 @test
 def kill9_mid_data_delivers_nothing():
     s = Server(hermetic(), name="dur").start()
-    r = s.raw()
-    r.expect(220)
-    r.expect(250, "EHLO client.example")
-    r.expect(250, "MAIL FROM:<load@example.org>")
-    r.expect(250, "RCPT TO:<postmaster@localhost>")
+    r = load_transaction(s)
     r.expect(354, "DATA")
     whole = make_message("half-000000")
     r.send(whole[:len(whole) // 2])
@@ -354,11 +347,7 @@ def kill9_mid_data_delivers_nothing():
     r.close()
     # a BDAT transaction with its first chunk accepted, killed before LAST
     restart(s)
-    r = s.raw()
-    r.expect(220)
-    r.expect(250, "EHLO client.example")
-    r.expect(250, "MAIL FROM:<load@example.org>")
-    r.expect(250, "RCPT TO:<postmaster@localhost>")
+    r = load_transaction(s)
     part = whole[:1000]
     r.send(b"BDAT %d\r\n" % len(part) + part)
     r.expect(250)

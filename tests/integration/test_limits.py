@@ -6,131 +6,33 @@ CR/LF in command lines, and memory per session staying bounded whatever a
 client sends.
 """
 import os
-import re
 import socket
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, message, wait_for,  # noqa: E402
-                     free_port)
-
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
-RSS_LIMIT_KB = 64 * 1024
+                     hermetic, hermetic_server, asan_small_quarantine_env,
+                     exp, greet, send_msg, settle, server_rss_kb,
+                     RSS_LIMIT_KB)
 
 
 # ---- helpers (local to this file) ----------------------------------------
 
-def hermetic(conf=None):
-    """Nothing leaves loopback: DNS and the relay host point at loopback
-    ports where nothing listens, so mail for remote domains (bounces
-    included) just waits in the queue."""
-    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
-         "relay_host": "[127.0.0.1]:%d" % free_port()}
-    c.update(conf or {})
-    return c
-
-
 def start(conf=None):
-    return Server(hermetic(conf), name="limits").start()
+    return hermetic_server(conf, "limits")
 
 
 def start_for_rss(conf=None):
-    """For the memory tests: under AddressSanitizer, freed memory sits in
-    ASan's quarantine (up to 256 MB) and would count as the server's RSS;
-    keep that quarantine small. No effect on a normal build."""
-    opts = os.environ.get("ASAN_OPTIONS", "")
-    env = dict(os.environ, ASAN_OPTIONS=(opts + ":" if opts else "") +
-               "quarantine_size_mb=1:thread_local_quarantine_size_kb=64")
-    return Server(hermetic(conf), name="limits").start(env=env)
-
-
-def exp(r, send, code, enh=None, text=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code
-    if enh is not None:
-        ok = ok and (t == enh or t.startswith(enh + " "))
-    if text is not None:
-        ok = ok and t == text
-    assert ok, "after %r expected %s %s %s, got %d %r" % (
-        send, code, enh or "", text or "", c, t)
-    return t
-
-
-def greet(s, ehlo="client.example"):
-    r = s.raw()
-    exp(r, None, 220)
-    if ehlo:
-        exp(r, "EHLO " + ehlo, 250)
-    return r
-
-
-def send_msg(r, frm, rcpts, data):
-    exp(r, "MAIL FROM:<%s>" % frm, 250, "2.1.0")
-    for rc in rcpts:
-        exp(r, "RCPT TO:<%s>" % rc, 250, "2.1.5")
-    exp(r, "DATA", 354)
-    if isinstance(data, str):
-        data = data.encode()
-    r.send(data + b".\r\n")
-    t = exp(r, None, 250, "2.0.0")
-    m = ID_RE.match(t)
-    assert m, "bad end-of-data reply %r" % t
-    return m.group(1)
-
-
-def settle(s, box, n, timeout=15.0):
-    if n:
-        s.wait_mailbox(box, n, timeout)
-    time.sleep(1.0)
-    got = s.mailbox(box)
-    assert len(got) == n, "mailbox %s: expected %d message(s), got %d" % (
-        box, n, len(got))
-    return got
-
-
-def tree_pids(root):
-    """root and all its descendants (the server may fork helpers)."""
-    kids = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % d) as f:
-                st = f.read()
-        except OSError:
-            continue
-        ppid = int(st[st.rindex(")") + 2:].split()[1])
-        kids.setdefault(ppid, []).append(int(d))
-    out, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo.extend(kids.get(p, []))
-    return out
-
-
-def rss_kb(s):
-    """Largest VmRSS (kB) among the server's processes."""
-    best = 0
-    for p in tree_pids(s.proc.pid):
-        try:
-            with open("/proc/%d/status" % p) as f:
-                for ln in f:
-                    if ln.startswith("VmRSS:"):
-                        best = max(best, int(ln.split()[1]))
-        except OSError:
-            pass
-    return best
+    """For the memory tests: see asan_small_quarantine_env()."""
+    return hermetic_server(conf, "limits", env=asan_small_quarantine_env())
 
 
 def pump(r, total, chunk, s, head=b"", tail=b""):
     """Sends head, then total bytes of chunk-sized filler without CRLF,
     then tail, while sampling the server's RSS. Stops early if the server
     closes. Returns (max_rss_kb, bytes_sent, closed_early)."""
-    peak = rss_kb(s)
+    peak = server_rss_kb(s)
     sent = 0
     r.sock.settimeout(10)
     try:
@@ -142,16 +44,27 @@ def pump(r, total, chunk, s, head=b"", tail=b""):
             sent += len(buf)
             n += 1
             if n % 16 == 0:
-                peak = max(peak, rss_kb(s))
+                peak = max(peak, server_rss_kb(s))
         r.send(tail)
     except (BrokenPipeError, ConnectionResetError):
-        return max(peak, rss_kb(s)), sent, True
+        return max(peak, server_rss_kb(s)), sent, True
     except socket.timeout:
         raise AssertionError("server stopped reading after %d bytes "
                              "without closing (RSS %d kB)"
-                             % (sent, rss_kb(s)))
+                             % (sent, server_rss_kb(s)))
     time.sleep(0.3)
-    return max(peak, rss_kb(s)), sent, False
+    return max(peak, server_rss_kb(s)), sent, False
+
+
+def greeted_or_none(s):
+    """A new Raw client if the server greets it with 220; else None (the
+    connection closed)."""
+    r = s.raw()
+    c, t = r.reply()
+    if c == 220:
+        return r
+    r.close()
+    return None
 
 
 def server_still_serves(s):
@@ -187,14 +100,8 @@ def per_ip_limit():
     a.close()
 
     # a slot is free again (allow the server a moment to notice)
-    def again():
-        r = s.raw()
-        c, t = r.reply()
-        if c == 220:
-            return r
-        r.close()
-        return None
-    d = wait_for(again, 5, "a new connection after one closed")
+    d = wait_for(lambda: greeted_or_none(s), 5,
+                 "a new connection after one closed")
     exp(d, "EHLO client.example", 250)
     exp(d, "QUIT", 221)
     exp(b, "QUIT", 221)
@@ -222,15 +129,8 @@ def max_connections_total():
         exp(r, "NOOP", 250, "2.0.0")
     exp(rs[0], "QUIT", 221)
     assert rs[0].closed()
-
-    def again():
-        r = s.raw()
-        c, t = r.reply()
-        if c == 220:
-            return r
-        r.close()
-        return None
-    d = wait_for(again, 5, "a connection after one closed")
+    d = wait_for(lambda: greeted_or_none(s), 5,
+                 "a connection after one closed")
     exp(d, "NOOP", 250, "2.0.0")
 
 
@@ -350,15 +250,15 @@ def huge_data_memory_bounded():
     exp(r, "RCPT TO:<postmaster@localhost>", 250, "2.1.5")
     exp(r, "DATA", 354)
     line = b"d" * 998 + b"\r\n"
-    peak = rss_kb(s)
+    peak = server_rss_kb(s)
     r.sock.settimeout(10)
     for i in range(30 * 1000):
         r.sock.sendall(line)
         if i % 2000 == 0:
-            peak = max(peak, rss_kb(s))
+            peak = max(peak, server_rss_kb(s))
     r.send(b".\r\n")
     exp(r, None, 552, "5.3.4")
-    peak = max(peak, rss_kb(s))
+    peak = max(peak, server_rss_kb(s))
     assert peak < RSS_LIMIT_KB, "server RSS reached %d kB" % peak
     exp(r, "NOOP", 250, "2.0.0")
     # one 20 MB line with no CRLF in it, in DATA
@@ -564,7 +464,7 @@ def fifty_megabyte_line_memory_bounded():
         assert t.startswith("4."), t
         assert r.closed()
     server_still_serves(s)
-    assert rss_kb(s) < RSS_LIMIT_KB
+    assert server_rss_kb(s) < RSS_LIMIT_KB
 
 
 @test
@@ -581,7 +481,7 @@ def unread_replies_memory_bounded():
     sock = r.sock
     sock.setblocking(False)
     off = 0
-    peak = rss_kb(s)
+    peak = server_rss_kb(s)
     stall_end = time.time() + 2
     deadline = time.time() + 60
     while off < len(data) and time.time() < stall_end and \
@@ -593,8 +493,8 @@ def unread_replies_memory_bounded():
                 stall_end = time.time() + 2
             except BlockingIOError:
                 pass
-        peak = max(peak, rss_kb(s))
-    peak = max(peak, rss_kb(s))
+        peak = max(peak, server_rss_kb(s))
+    peak = max(peak, server_rss_kb(s))
     assert peak < RSS_LIMIT_KB, "server RSS reached %d kB" % peak
     sock.setblocking(True)
     sock.settimeout(20)

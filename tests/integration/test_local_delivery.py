@@ -13,23 +13,13 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message, free_port  # noqa: E402
+from harness import (Server, test, main, message, hermetic,  # noqa: E402
+                     ID_RE, exp, greet, send_msg, settle, mailboxes)
 
 HOST = "mx.example.test"
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
 
 
 # ---- helpers (local to this file) ----------------------------------------
-
-def hermetic(conf=None):
-    """Nothing leaves loopback: DNS and the relay host point at loopback
-    ports where nothing listens, so mail for remote domains (bounces
-    included) just waits in the queue."""
-    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
-         "relay_host": "[127.0.0.1]:%d" % free_port()}
-    c.update(conf or {})
-    return c
-
 
 def start(conf=None, addrmap=None):
     s = Server(hermetic(conf), name="local")
@@ -40,44 +30,6 @@ def start(conf=None, addrmap=None):
     return s.start()
 
 
-def exp(r, send, code, enh=None, text=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code
-    if enh is not None:
-        ok = ok and (t == enh or t.startswith(enh + " "))
-    if text is not None:
-        ok = ok and t == text
-    assert ok, "after %r expected %s %s %s, got %d %r" % (
-        send, code, enh or "", text or "", c, t)
-    return t
-
-
-def greet(s, ehlo="client.example", verb="EHLO"):
-    r = s.raw()
-    exp(r, None, 220)
-    exp(r, "%s %s" % (verb, ehlo), 250)
-    return r
-
-
-def send_msg(r, frm, rcpts, data, stuffed=None):
-    """DATA transaction; data is the message, stuffed (if given) is what
-    goes on the wire instead. Returns the queue id."""
-    exp(r, "MAIL FROM:<%s>" % frm, 250, "2.1.0")
-    for rc in rcpts:
-        exp(r, "RCPT TO:<%s>" % rc, 250, "2.1.5")
-    exp(r, "DATA", 354)
-    wire = stuffed if stuffed is not None else data
-    if isinstance(wire, str):
-        wire = wire.encode()
-    r.send(wire + b".\r\n")
-    t = exp(r, None, 250, "2.0.0")
-    m = ID_RE.match(t)
-    assert m, "bad end-of-data reply %r" % t
-    return m.group(1)
-
-
 def deliver(s, rcpts, subject, frm="alice@example.org", data=None):
     r = greet(s)
     data = data or message(subject, frm=frm)
@@ -85,21 +37,6 @@ def deliver(s, rcpts, subject, frm="alice@example.org", data=None):
     exp(r, "QUIT", 221)
     r.close()
     return qid, data.encode() if isinstance(data, str) else data
-
-
-def settle(s, box, n, timeout=15.0):
-    if n:
-        s.wait_mailbox(box, n, timeout)
-    time.sleep(1.0)
-    got = s.mailbox(box)
-    assert len(got) == n, "mailbox %s: expected %d message(s), got %d:\n%r" % (
-        box, n, len(got), got)
-    return got
-
-
-def mailboxes(s):
-    d = s.path("postoffice")
-    return sorted(os.listdir(d)) if os.path.isdir(d) else []
 
 
 def split_delivered(data):

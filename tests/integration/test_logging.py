@@ -11,34 +11,13 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, message, wait_for,  # noqa: E402
-                     free_port)
-
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
+                     hermetic, hermetic_server, ID_RE, exp)
 
 
 # ---- helpers (local to this file) ----------------------------------------
 
-def hermetic(conf=None):
-    """Nothing leaves loopback: DNS and the relay host point at loopback
-    ports where nothing listens, so mail for remote domains (bounces
-    included) just waits in the queue."""
-    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
-         "relay_host": "[127.0.0.1]:%d" % free_port()}
-    c.update(conf or {})
-    return c
-
-
 def start(conf=None):
-    return Server(hermetic(conf), name="log").start()
-
-
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    assert c == code and (enh is None or t.startswith(enh)), \
-        "after %r expected %s %s, got %d %r" % (send, code, enh or "", c, t)
-    return t
+    return hermetic_server(conf, "log")
 
 
 def transaction(s, frm, rcpts, data):

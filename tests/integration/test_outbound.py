@@ -17,7 +17,8 @@ import shutil
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, wait_for  # noqa: E402
+from harness import (Server, test, main, wait_for,  # noqa: E402
+                     status_counts)
 from peers import (SmtpPeer, submit, queue_json, queue_entry,  # noqa: E402
                    log_lines, wait_log_re, wait_removed, dsns, bounce_id,
                    make_cert, server_tls_context)
@@ -40,12 +41,7 @@ def gate(peer=None, start=True, **conf):
 def status_counters(s):
     r = s.cmd("status")
     assert r.returncode == 0, "status: rc %d %s" % (r.returncode, r.stderr)
-    out = {}
-    for ln in r.stdout.splitlines():
-        parts = ln.split()
-        if len(parts) == 2 and parts[1].isdigit():
-            out[parts[0]] = int(parts[1])
-    return out
+    return status_counts(r.stdout)
 
 
 def one_dsn(s, box, kind, timeout=15.0):

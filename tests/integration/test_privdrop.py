@@ -20,7 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, message, wait_for,  # noqa: E402
-                     free_port)
+                     free_port, exp)
 
 USER = "smtpgate"
 IS_ROOT = os.geteuid() == 0
@@ -59,16 +59,6 @@ def status(pid):
             k, _, v = ln.partition(":")
             out[k] = v.split()
     return out
-
-
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code and (enh is None or t == enh or t.startswith(enh + " "))
-    assert ok, "after %r expected %s %s, got %d %r" % (send, code, enh or "",
-                                                       c, t)
-    return t
 
 
 def walk_modes(root):

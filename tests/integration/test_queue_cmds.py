@@ -15,7 +15,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from harness import Server, test, main, wait_for  # noqa: E402
+from harness import (Server, test, main, wait_for,  # noqa: E402
+                     status_counts)
 from peers import (SmtpPeer, submit, queue_json, queue_entry,  # noqa: E402
                    log_lines, wait_log_re, wait_removed, dsns)
 
@@ -260,11 +261,7 @@ def status_counters():
     s.wait_log("sender non-delivery notification")
     wait_for(lambda: s.mailbox("alice"), 10, "the bounce")
     r = ok(s.cmd("status"), "status")
-    c = {}
-    for ln in r.stdout.splitlines():
-        m = re.match(r"^(\w+) (\d+)$", ln)
-        if m:
-            c[m.group(1)] = int(m.group(2))
+    c = status_counts(r.stdout)
     for k in ("connections", "accepted", "delivered", "deferred", "bounced",
               "queue_size"):
         assert k in c, "no %r line in status:\n%s" % (k, r.stdout)

@@ -20,9 +20,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, message, wait_for,  # noqa: E402
-                     free_port)
-
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
+                     free_port, ID_RE, exp, queue_json)
 
 # (address, expected refusals or None for "the allowed set")
 REFUSED = {(554, "5.7.1"), (550, "5.1.1"), (501, "5.1.3")}
@@ -62,16 +60,6 @@ MAY_BE_LOCAL_NO_MAP = {"user%remote.example@example.test",
 
 # ---- helpers (local to this file) ----------------------------------------
 
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code and (enh is None or t == enh or t.startswith(enh + " "))
-    assert ok, "after %r expected %s %s, got %d %r" % (send, code, enh or "",
-                                                       c, t)
-    return t
-
-
 def server(conf=None, with_map=True):
     """relay_networks excludes loopback; remote delivery (if any were ever
     queued) goes to a closed loopback port, never to the network."""
@@ -89,13 +77,6 @@ def server(conf=None, with_map=True):
                      "user@localhost           user\n"
                      "user@example.test        user\n")
     return s.start()
-
-
-def queue(s):
-    res = s.cmd("queue", "list", "--json")
-    assert res.returncode == 0, "queue list: %d %s" % (res.returncode,
-                                                      res.stdout + res.stderr)
-    return json.loads(res.stdout or "[]")
 
 
 def try_rcpt(s, addr):
@@ -144,7 +125,7 @@ def run_matrix(s, may_be_local):
     s.wait_mailbox("postmaster", len(MATRIX), 30)
     time.sleep(1.0)
     # no remote recipient in the spool, nothing tried towards a remote host
-    for m in queue(s):
+    for m in queue_json(s):
         for rc in m.get("recipients", []):
             if rc.get("route") != "local":
                 problems.append("queued for a remote destination: %s"
@@ -192,7 +173,7 @@ def percent_hack_refused_when_map_lacks_it():
     code, text, _ = try_rcpt(s, "user%remote.example@example.test")
     assert code == 550 and text.startswith("5.1.1"), "%d %s" % (code, text)
     time.sleep(0.5)
-    for m in queue(s):
+    for m in queue_json(s):
         for rc in m["recipients"]:
             assert "remote.example" not in rc.get("target", "") and \
                 rc.get("route") == "local", rc
@@ -211,7 +192,7 @@ def percent_hack_local_when_mapped():
     code, text, _ = try_rcpt(s, "user%remote.example@example.test")
     assert code == 250, "%d %s" % (code, text)
     s.wait_mailbox("percentbox", 1)
-    for m in queue(s):
+    for m in queue_json(s):
         for rc in m["recipients"]:
             assert rc.get("route") == "local", rc
 
@@ -252,7 +233,7 @@ def relay_networks_client_may_relay():
     assert code == 250 and text.startswith("2.1.5"), (code, text)
     code, text, qid = try_rcpt(s, "USER@Remote.Example")
     assert code == 250, (code, text)
-    wait_for(lambda: any(rc["route"] == "remote" for m in queue(s)
+    wait_for(lambda: any(rc["route"] == "remote" for m in queue_json(s)
                          for rc in m["recipients"]), 10,
              "a remote recipient in the queue")
     # source route: the destination is the last part
@@ -260,7 +241,7 @@ def relay_networks_client_may_relay():
     assert code == 250, (code, text)
     def has_target():
         return any(rc.get("address", "").lower() == "user@remote.example"
-                   and rc["route"] == "remote" for m in queue(s)
+                   and rc["route"] == "remote" for m in queue_json(s)
                    for rc in m["recipients"])
     wait_for(has_target, 10, "user@remote.example queued")
 

@@ -12,7 +12,8 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, main, message, test, wait_for  # noqa: E402
+from harness import (Server, main, message, test, wait_for,  # noqa: E402
+                     wait_exit)
 
 
 def ehlo(r, name="client.example.org"):
@@ -32,16 +33,6 @@ def transaction(r, rcpt, subject="test"):
     r.expect(250, "MAIL FROM:<alice@example.org>")
     r.expect(250, "RCPT TO:<%s>" % rcpt)
     return send_data(r, rcpt, subject)
-
-
-def wait_exit(srv, timeout):
-    end = time.time() + timeout
-    while time.time() < end:
-        if srv.proc.poll() is not None:
-            return srv.proc.returncode
-        time.sleep(0.05)
-    raise AssertionError("smtpgate still running %.0fs after the signal:\n%s"
-                         % (timeout, srv.log()))
 
 
 def refused(port):

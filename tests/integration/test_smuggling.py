@@ -5,14 +5,12 @@ after its real end, deliver nothing of it, and stay in step with the
 client (the smuggled commands are data, never executed).
 """
 import os
-import re
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message, free_port  # noqa: E402
-
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
+from harness import (test, main, message, hermetic_server,  # noqa: E402
+                     ID_RE, exp, greet)
 
 SMUGGLED = (b"MAIL FROM:<evil@example.org>\r\n"
             b"RCPT TO:<postmaster@localhost>\r\n"
@@ -33,40 +31,8 @@ VARIANTS = [
 
 # ---- helpers (local to this file) ----------------------------------------
 
-def hermetic(conf=None):
-    """Nothing leaves loopback: DNS and the relay host point at loopback
-    ports where nothing listens, so mail for remote domains (bounces
-    included) just waits in the queue."""
-    c = {"dns_servers": "127.0.0.1:%d" % free_port(),
-         "relay_host": "[127.0.0.1]:%d" % free_port()}
-    c.update(conf or {})
-    return c
-
-
 def start(conf=None):
-    return Server(hermetic(conf), name="smuggle").start()
-
-
-def exp(r, send, code, enh=None, text=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code
-    if enh is not None:
-        ok = ok and (t == enh or t.startswith(enh + " "))
-    if text is not None:
-        ok = ok and t == text
-    assert ok, "after %r expected %s %s %s, got %d %r" % (
-        send, code, enh or "", text or "", c, t)
-    return t
-
-
-def greet(s, ehlo="client.example"):
-    r = s.raw()
-    exp(r, None, 220)
-    if ehlo:
-        exp(r, "EHLO " + ehlo, 250)
-    return r
+    return hermetic_server(conf, "smuggle")
 
 
 def all_delivered(s):

@@ -17,7 +17,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (BIN, Server, free_port, main, message, test,  # noqa: E402
-                     wait_for)
+                     wait_for, wait_exit)
 
 BUSY = "Address already in use"
 
@@ -71,14 +71,6 @@ def time_wait_count(port):
             if fields[3] == "06" and int(fields[1].split(":")[1], 16) == port:
                 n += 1
     return n
-
-
-def wait_exit(srv, timeout):
-    try:
-        return srv.proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        raise AssertionError("smtpgate still running after %.0fs:\n%s"
-                             % (timeout, srv.log()))
 
 
 @test

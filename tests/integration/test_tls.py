@@ -23,24 +23,13 @@ import time
 import warnings
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import Server, test, main, message, wait_for  # noqa: E402
+from harness import (Server, test, main, message, wait_for,  # noqa: E402
+                     exp, make_cert, client_ctx)
 
 warnings.simplefilter("ignore", DeprecationWarning)
 
-ID_RE = re.compile(r"^2\.0\.0 Ok: queued as ([0-9A-F]+)$")
-
 
 # ---- helpers (local to this file) ----------------------------------------
-
-def make_cert(d, cn="localhost", cert="cert.pem", key="key.pem"):
-    """A self-signed certificate and its key, written into directory d."""
-    cp, kp = os.path.join(d, cert), os.path.join(d, key)
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048",
-                    "-nodes", "-subj", "/CN=" + cn, "-days", "1",
-                    "-keyout", kp, "-out", cp],
-                   check=True, capture_output=True, timeout=60)
-    return cp, kp
-
 
 def der_of(cert_path):
     with open(cert_path) as f:
@@ -56,29 +45,6 @@ def tls_server(conf=None, cn="localhost", start=True):
     if start:
         s.start()
     return s
-
-
-def client_ctx(max_version=None, min_version=None, seclevel0=False):
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    if min_version is not None:
-        ctx.minimum_version = min_version
-    if max_version is not None:
-        ctx.maximum_version = max_version
-    if seclevel0:
-        ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
-    return ctx
-
-
-def exp(r, send, code, enh=None):
-    if send is not None:
-        r.send(send + "\r\n" if isinstance(send, str) else send)
-    c, t = r.reply()
-    ok = c == code and (enh is None or t == enh or t.startswith(enh + " "))
-    assert ok, "after %r expected %s %s, got %d %r" % (send, code, enh or "",
-                                                       c, t)
-    return t
 
 
 def no_more_bytes(sock, wait=0.5):
