@@ -331,6 +331,17 @@ on_stop(evutil_socket_t sig, short what, void *arg)
 	smtp_server_shutdown(sv->server, SHUTDOWN_GRACE, stopped, sv);
 }
 
+static bool
+strlist_equal(const struct strlist *a, const struct strlist *b)
+{
+	if (a->len != b->len)
+		return false;
+	for (size_t i = 0; i < a->len; i++)
+		if (strcmp(a->v[i], b->v[i]) != 0)
+			return false;
+	return true;
+}
+
 static void
 on_reload(evutil_socket_t sig, short what, void *arg)
 {
@@ -352,6 +363,15 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	buf_clear(&errors);
+	if (!strlist_equal(&rt->cfg->listen, &sv->rt->cfg->listen) ||
+	    !strlist_equal(&rt->cfg->submission_listen,
+	    &sv->rt->cfg->submission_listen) ||
+	    strcmp(rt->cfg->spool_dir, sv->rt->cfg->spool_dir) != 0 ||
+	    strlist_equal(&rt->cfg->dns_servers, &sv->rt->cfg->dns_servers) ==
+	    false || strcmp(rt->cfg->user, sv->rt->cfg->user) != 0)
+		log_warnx("reload: changes to listen, submission_listen, "
+		    "spool_dir, dns_servers or user take effect at the next "
+		    "restart");
 	smtp_server_set_runtime(sv->server, rt);
 	sched_set_runtime(sv->sched, rt);
 	runtime_unref(sv->rt);

@@ -3,6 +3,7 @@
 # each (default 60), one after the other.
 #
 #   sh tests/fuzz/run.sh [SECONDS]
+#   FUZZ_TARGETS="addr proxy" sh tests/fuzz/run.sh 600   (only those)
 #
 # Each target names the sources it links with in a comment line
 #   /* fuzz-sources: src/mail/addr.c src/lib/err.c */
@@ -38,6 +39,11 @@ directive() {	# tag, file
 
 for src in tests/fuzz/fuzz_*.c; do
 	[ -f "$src" ] || continue
+	# FUZZ_TARGETS="addr proxy" runs only those.
+	if [ -n "${FUZZ_TARGETS:-}" ]; then
+		t=$(basename "$src" .c); t=${t#fuzz_}
+		case " $FUZZ_TARGETS " in *" $t "*) ;; *) continue ;; esac
+	fi
 	name=$(basename "$src" .c)
 	name=${name#fuzz_}
 	dir=$out/$name
