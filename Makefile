@@ -65,6 +65,12 @@ FUZZ_SECONDS ?= 60
 fuzz: setup
 	@sh tests/fuzz/run.sh $(FUZZ_SECONDS)
 
+bench: all
+	@SMTPGATE_BIN=$(abspath $(BIN)) sh bench/run.sh full
+
+bench-quick: all
+	@SMTPGATE_BIN=$(abspath $(BIN)) sh bench/run.sh quick
+
 clean:
 	rm -rf build smtpgate
 

@@ -931,6 +931,15 @@ def main():
                 plan.append(("W3/%d" % size,
                              lambda s, size=size: b.w3(s, size)))
             for wname, fn in plan:
+                if wname == "W3/%d" % w3_sizes[0]:
+                    # memory per session: measured on servers started
+                    # afresh, so that neither reuses what earlier workloads
+                    # left (freed heap, idle smtpd processes)
+                    results["postfix_version"] = pf.version()
+                    sg.stop()
+                    pf.stop()
+                    sg.start()
+                    pf.start()
                 for srv in (sg, pf):
                     if wname.startswith("W3/") and srv is pf and \
                             int(wname[3:]) > w3_pf:
@@ -1220,8 +1229,9 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
     md.append("- W4: smtp-source -d -s 1, %d messages on one connection; "
               "rate until all are in new/." % b.seq)
     md.append("- W3: a Python asyncio client opens the sessions (greeting, "
-              "EHLO) and holds them; PSS (sum over the server's processes, "
-              "/proc/PID/smaps_rollup) after minus before, per session; "
+              "EHLO) and holds them, on servers restarted for W3; PSS (sum "
+              "over the server's processes, /proc/PID/smaps_rollup) after "
+              "minus before (idle, just started), per session; "
               "then one smtplib transaction must be accepted and delivered "
               "while they are held. Postfix runs one smtpd process per "
               "session, so it is measured at %s sessions only (smtpd "

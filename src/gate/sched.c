@@ -54,6 +54,8 @@
 #define INFLIGHT_BUCKETS	1024
 #define RUN_BATCH		128	/* messages looked at per loop turn */
 #define LOCAL_BATCH_MAX		1024	/* Maildir deliveries per sync */
+#define LOCAL_BATCH_MIN		32	/* below this a batch waits... */
+#define LOCAL_BATCH_WAIT_US	20000	/* ...at most this long */
 
 struct retry {
 	char		 id[SPOOL_ID_LEN + 1];
@@ -108,6 +110,8 @@ struct sched {
 	struct local_batch	*collecting;	/* being filled */
 	bool			 is_batch_out;	/* one at the worker */
 	bool			 is_queue_dirty; /* removals to fsync */
+	struct event		*batch_timer;	/* a small batch's wait */
+	bool			 is_batch_timer_due;
 };
 
 static void	run_one(evutil_socket_t fd, short what, void *arg);
@@ -179,6 +183,17 @@ inflight_done(struct sched *sc, const char *id, bool *is_rerun)
 
 /* ---- life cycle --------------------------------------------------------- */
 
+static void	submit_local_batch(struct sched *sc);
+
+static void
+batch_timer_fired(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched *sc = arg;
+
+	sc->is_batch_timer_due = true;
+	submit_local_batch(sc);
+}
+
 struct sched *
 sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 {
@@ -197,6 +212,7 @@ sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 	if (sc->dns == NULL)
 		fatalx(78, "dns_servers: %s", e.msg);
 	sc->deliver = deliver_new(base, sc->dns, rt, delivered, sc);
+	sc->batch_timer = evtimer_new(base, batch_timer_fired, sc);
 	sc->worker = worker_new(base);
 	if (sc->worker == NULL)
 		fatalx(71, "cannot start the delivery thread");
@@ -227,6 +243,7 @@ sched_free(struct sched *sc)
 	worker_free(sc->worker);
 	sc->worker = NULL;
 	local_batch_free(sc->collecting);
+	event_free(sc->batch_timer);
 	deliver_free(sc->deliver);
 	dns_free(sc->dns);
 	while (sc->retries)
@@ -604,6 +621,19 @@ submit_local_batch(struct sched *sc)
 {
 	if (sc->is_batch_out || sc->collecting == NULL)
 		return;
+	/*
+	 * A small batch waits a few milliseconds for company: each batch
+	 * costs two syncs however small it is, and they compete with the
+	 * syncs that acknowledge new mail.
+	 */
+	if (sc->collecting->n < LOCAL_BATCH_MIN && !sc->is_batch_timer_due) {
+		if (!evtimer_pending(sc->batch_timer, NULL))
+			event_add(sc->batch_timer, &(struct timeval){ 0,
+			    LOCAL_BATCH_WAIT_US });
+		return;
+	}
+	sc->is_batch_timer_due = false;
+	evtimer_del(sc->batch_timer);
 	sc->is_batch_out = true;
 	worker_submit(sc->worker, local_batch_work, local_batch_done,
 	    sc->collecting);
