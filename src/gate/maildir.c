@@ -371,6 +371,15 @@ maildir_deliver_once(const char *postoffice, const char *mailbox,
 	    fd, offset, len, NULL, 0, e);
 }
 
+int
+maildir_make(const char *postoffice, const char *mailbox, char *dir,
+    char *newdir, struct err *e)
+{
+	if (check_args(postoffice, mailbox, 0, 0, dir, e) == -1)
+		return -1;
+	return make_dirs(postoffice, dir, newdir, e);
+}
+
 /* ---- batches: many deliveries, one sync ------------------------------ */
 
 int

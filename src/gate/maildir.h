@@ -73,6 +73,10 @@ struct maildir_delivery {
 	char			newdir[PATH_MAX];	/* fsync after publish */
 };
 
+/* Creates postoffice/mailbox/{tmp,new,cur} when missing; dir gets the
+ * mailbox path, newdir its new/ (PATH_MAX bytes each). 0 or -1. */
+int	maildir_make(const char *postoffice, const char *mailbox, char *dir,
+	    char *newdir, struct err *e);
 /* Writes tmp/ for mailbox (created on first use). 0 (d->state PREPARED
  * or ALREADY) or -1 with e filled. */
 int	maildir_prepare(struct maildir_delivery *d, const char *postoffice,

@@ -18,6 +18,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,6 +55,7 @@
 #include "net/worker.h"
 #include "gate/addrmap.h"
 #include "gate/climit.h"
+#include "gate/maildir.h"
 #include "gate/config.h"
 #include "gate/route.h"
 #include "gate/runtime.h"
@@ -464,6 +466,47 @@ do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	reply(s, REPLY_RCPT_OK);
 }
 
+/*
+ * A message for exactly one local mailbox needs no queue: it is written
+ * straight into the mailbox's tmp/ and the group commit links it into
+ * new/ before the 250 (local delivery and acknowledgement in one). Any
+ * other message, or a mailbox that cannot be prepared, goes through the
+ * spool. Appends Return-Path and Delivered-To to hdr. NULL when not
+ * direct.
+ */
+static struct spool_msg *
+open_direct(struct smtp_session *s, struct buf *hdr)
+{
+	const struct config *c = cfg_of(s);
+	const struct rcpt *r = &s->tx->env.rcpts[0];
+	char dir[PATH_MAX], newdir[PATH_MAX], tmp[PATH_MAX], id[SPOOL_ID_LEN + 1];
+	char name[512];
+	struct spool_msg *m;
+	struct err e;
+
+	if (c->lmtp_host[0] != '\0' || s->tx->env.nrcpts != 1 ||
+	    r->kind != RCPT_LOCAL)
+		return NULL;
+	err_clear(&e);
+	if (maildir_make(c->postoffice_dir, r->target, dir, newdir, &e) == -1 ||
+	    snprintf(tmp, sizeof(tmp), "%s/tmp", dir) >= (int)sizeof(tmp)) {
+		log_info("[%s]:%d mailbox %s not ready (%s): queueing", s->addr,
+		    s->port, r->target, e.msg);
+		return NULL;
+	}
+	spool_new_id(id);
+	if (maildir_queue_name(name, sizeof(name), (long long)
+	    s->tx->env.arrival, id, 0, c->hostname) == -1 ||
+	    (m = spool_msg_new_direct(s->srv->spool, id, tmp, newdir, name,
+	    &e)) == NULL) {
+		log_info("[%s]:%d direct delivery to %s not possible (%s): "
+		    "queueing", s->addr, s->port, r->target, e.msg);
+		return NULL;
+	}
+	header_local_prefix(hdr, s->tx->env.sender, r->orig);
+	return m;
+}
+
 /* Opens the spool file and writes the Received: header. */
 static int
 start_message(struct smtp_session *s, bool is_bdat)
@@ -475,14 +518,17 @@ start_message(struct smtp_session *s, bool is_bdat)
 
 	err_clear(&e);
 	smtp_data_init(&tx->data, is_bdat);
-	tx->msg = spool_msg_new(s->srv->spool, &tx->env, &e);
+	buf_init(&hdr);
+	tx->msg = open_direct(s, &hdr);
+	if (tx->msg == NULL)
+		tx->msg = spool_msg_new(s->srv->spool, &tx->env, &e);
 	if (tx->msg == NULL) {
+		buf_clear(&hdr);
 		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e.msg);
 		tx->has_write_error = true;
 		tx->is_out_of_space = e.errnum == ENOSPC || e.errnum == EDQUOT;
 		return -1;
 	}
-	buf_init(&hdr);
 	header_received(&hdr, s->helo, s->addr, c->hostname, proto_name(s),
 	    s->is_tls ? s->tls_info : NULL, spool_msg_id(tx->msg),
 	    tx->nrcpt_cmds == 1 ? tx->env.rcpts[0].orig : NULL,
@@ -1020,9 +1066,25 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 		log_info("%s: from=<%s> size=%llu nrcpt=%zu", id,
 		    s->tx->env.sender, spool_msg_len(m), s->tx->env.nrcpts);
 		stats.accepted++;
-		reply(s, REPLY_QUEUED, id);
-		tx_reset(s);
-		s->srv->queued(s->srv->queued_arg, id);
+		if (spool_msg_is_direct(m)) {
+			/* Delivered at the commit point: nothing queued. */
+			const struct rcpt *r = &s->tx->env.rcpts[0];
+			struct timeval now;
+
+			gettimeofday(&now, NULL);
+			log_info("%s: to=<%s> relay=local mailbox=%s delay=%.2f "
+			    "status=sent (delivered to maildir)", id, r->orig,
+			    r->target, (double)now.tv_sec + now.tv_usec / 1e6 -
+			    s->tx->env.arrival);
+			log_info("%s: removed", id);
+			stats.delivered++;
+			reply(s, REPLY_QUEUED, id);
+			tx_reset(s);
+		} else {
+			reply(s, REPLY_QUEUED, id);
+			tx_reset(s);
+			s->srv->queued(s->srv->queued_arg, id);
+		}
 	} else {
 		log_warnx("[%s]:%d cannot queue: %s", s->addr, s->port, e->msg);
 		reply(s, (e->errnum == ENOSPC || e->errnum == EDQUOT) ?
@@ -1055,20 +1117,16 @@ commit_batch_done(void *arg)
 {
 	struct commit_batch *b = arg;
 	struct smtp_server *srv = b->srv;
-	struct err e;
 
 	srv->commit_out = NULL;
 	for (size_t i = 0; i < b->n; i++) {
 		if (b->sessions[i])
 			commit_done(b->sessions[i], b->msgs[i], b->results[i],
 			    &b->errs[i]);
-		else if (b->results[i] == 0) {
+		else if (b->results[i] == 0)
 			/* The client left before its 250: never acknowledged,
 			 * so not delivered (it will send again). */
-			err_clear(&e);
-			(void)spool_remove(srv->spool, spool_msg_id(b->msgs[i]),
-			    &e);
-		}
+			spool_msg_uncommit(b->msgs[i]);
 		spool_msg_free(b->msgs[i]);
 	}
 	free(b->sessions);

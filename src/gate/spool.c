@@ -23,6 +23,7 @@
 #include "lib/err.h"
 #include "lib/fsio.h"
 #include "lib/mem.h"
+#include "lib/str.h"
 #include "mail/envelope.h"
 
 #define SPOOL_WBUF_SIZE		(128 * 1024)
@@ -51,6 +52,9 @@ struct spool_msg {
 	unsigned long long data_len;
 	struct buf	 wbuf;
 	bool		 is_committed;
+	/* direct: committed as final_dir/final_name instead of queue/ID */
+	char		*final_dir;
+	char		*final_name;
 };
 
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -61,8 +65,8 @@ static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
  * so that ids sort by arrival and two processes rarely draw the same one
  * (a clash is caught by O_EXCL and link()).
  */
-static void
-new_id(char *out)
+void
+spool_new_id(char *out)
 {
 	static unsigned long long last_usec;
 	static unsigned seq;
@@ -299,7 +303,7 @@ spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
 	m->fd = -1;
 	buf_init(&m->wbuf);
 	for (int tries = 0; m->fd == -1; tries++) {
-		new_id(m->id);
+		spool_new_id(m->id);
 		if (fsio_join(m->tmp_path, sizeof(m->tmp_path), sp->tmp_dir,
 		    m->id) == -1) {
 			err_set(e, "spool: path too long in %s", sp->tmp_dir);
@@ -326,6 +330,45 @@ spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
 fail:
 	spool_msg_free(m);
 	return NULL;
+}
+
+struct spool_msg *
+spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
+    const char *final_dir, const char *final_name, struct err *e)
+{
+	struct spool_msg *m = xcalloc(1, sizeof(*m));
+	int n;
+
+	m->sp = sp;
+	m->fd = -1;
+	m->data_line_off = -1;
+	buf_init(&m->wbuf);
+	str_copy(m->id, id, sizeof(m->id));
+	m->final_dir = xstrdup(final_dir);
+	m->final_name = xstrdup(final_name);
+	n = snprintf(m->tmp_path, sizeof(m->tmp_path), "%s/%s.%s", tmp_dir,
+	    final_name, "direct");
+	if (n < 0 || (size_t)n >= sizeof(m->tmp_path)) {
+		err_set(e, "spool: path too long in %s", tmp_dir);
+		m->tmp_path[0] = '\0';
+		spool_msg_free(m);
+		return NULL;
+	}
+	m->fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+	    0600);
+	if (m->fd == -1) {
+		err_sys(e, "create %s", m->tmp_path);
+		m->tmp_path[0] = '\0';
+		spool_msg_free(m);
+		return NULL;
+	}
+	return m;
+}
+
+bool
+spool_msg_is_direct(const struct spool_msg *m)
+{
+	return m->final_dir != NULL;
 }
 
 const char *
@@ -377,6 +420,8 @@ spool_msg_finish(struct spool_msg *m, struct err *e)
 
 	if (flush_wbuf(m, e) == -1)
 		goto fail;
+	if (m->final_dir)
+		return 0;	/* direct: no envelope header to patch */
 	snprintf(line, sizeof(line), DATA_LINE_FMT, m->data_len);
 	if (pwrite(m->fd, line, DATA_LINE_LEN, m->data_line_off) !=
 	    DATA_LINE_LEN) {
@@ -400,9 +445,10 @@ link_into_queue(struct spool_msg *m, struct err *e)
 		return err_sys(e, "spool: close %s", m->tmp_path);
 	}
 	m->fd = -1;
-	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == -1)
-		return err_set(e, "spool: path too long in %s",
-		    m->sp->queue_dir);
+	if (fsio_join(final, sizeof(final), m->final_dir ? m->final_dir :
+	    m->sp->queue_dir, m->final_dir ? m->final_name : m->id) == -1)
+		return err_set(e, "spool: path too long in %s", m->final_dir ?
+		    m->final_dir : m->sp->queue_dir);
 	/* link(), unlike rename(), never replaces an existing message. */
 	if (link(m->tmp_path, final) == -1)
 		return err_sys(e, "spool: link %s -> %s", m->tmp_path, final);
@@ -414,8 +460,53 @@ unlink_queued(struct spool_msg *m)
 {
 	char final[PATH_MAX];
 
-	if (fsio_join(final, sizeof(final), m->sp->queue_dir, m->id) == 0)
+	if (fsio_join(final, sizeof(final), m->final_dir ? m->final_dir :
+	    m->sp->queue_dir, m->final_dir ? m->final_name : m->id) == 0)
 		(void)unlink(final);
+}
+
+void
+spool_msg_uncommit(struct spool_msg *m)
+{
+	struct err e;
+
+	if (!m->is_committed)
+		return;
+	unlink_queued(m);
+	(void)fsio_fsync_dir(m->final_dir ? m->final_dir : m->sp->queue_dir,
+	    &e);
+	m->is_committed = false;
+}
+
+/* Syncs the file system of every direct message not on the spool's. */
+static int
+sync_other_fs(struct spool *sp, struct spool_msg **msgs, size_t n,
+    struct err *e)
+{
+	struct stat spst, st;
+	dev_t done[8];
+	size_t ndone = 0;
+
+	if (stat(sp->dir, &spst) == -1)
+		return err_sys(e, "spool: stat %s", sp->dir);
+	for (size_t i = 0; i < n; i++) {
+		bool seen = false;
+		int fd;
+
+		if (msgs[i]->final_dir == NULL || msgs[i]->fd == -1 ||
+		    fstat(msgs[i]->fd, &st) == -1 || st.st_dev == spst.st_dev)
+			continue;
+		for (size_t k = 0; k < ndone; k++)
+			seen |= done[k] == st.st_dev;
+		if (seen)
+			continue;
+		fd = msgs[i]->fd;
+		if (syncfs(fd) == -1)
+			return err_sys(e, "sync %s", msgs[i]->tmp_path);
+		if (ndone < sizeof(done) / sizeof(done[0]))
+			done[ndone++] = st.st_dev;
+	}
+	return 0;
 }
 
 void
@@ -443,6 +534,8 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	if (rc == -1)
 		err_sys(&e, "spool: sync %s", n == 1 ? msgs[0]->tmp_path :
 		    sp->dir);
+	else if (n > 1)
+		rc = sync_other_fs(sp, msgs, n, &e);
 	/* 2. Each into queue/; 3. one fsync of queue/ makes the links
 	 * durable: the commit point of the whole batch. */
 	for (size_t i = 0; i < n; i++) {
@@ -455,13 +548,27 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 			nlinked++;
 		}
 	}
-	if (nlinked > 0 && fsio_fsync_dir(sp->queue_dir, &e) == -1) {
+	/* One fsync per directory linked into: queue/, Maildir new/s. */
+	for (size_t i = 0; i < n && nlinked > 0; i++) {
+		const char *dir;
+		bool seen = false;
+
+		if (results[i] != 0)
+			continue;
+		dir = msgs[i]->final_dir ? msgs[i]->final_dir : sp->queue_dir;
+		for (size_t k = 0; k < i && !seen; k++)
+			seen = results[k] == 0 && strcmp(dir,
+			    msgs[k]->final_dir ? msgs[k]->final_dir :
+			    sp->queue_dir) == 0;
+		if (seen || fsio_fsync_dir(dir, &e) == 0)
+			continue;
 		/* Not durable: undo, the clients will retry. */
-		for (size_t i = 0; i < n; i++)
-			if (results[i] == 0) {
-				unlink_queued(msgs[i]);
-				errs[i] = e;
-				results[i] = -1;
+		for (size_t k = i; k < n; k++)
+			if (results[k] == 0 && strcmp(dir, msgs[k]->final_dir ?
+			    msgs[k]->final_dir : sp->queue_dir) == 0) {
+				unlink_queued(msgs[k]);
+				errs[k] = e;
+				results[k] = -1;
 			}
 	}
 	for (size_t i = 0; i < n; i++) {
@@ -505,6 +612,8 @@ spool_msg_free(struct spool_msg *m)
 		return;
 	spool_msg_abort(m);
 	buf_clear(&m->wbuf);
+	free(m->final_dir);
+	free(m->final_name);
 	free(m);
 }
 

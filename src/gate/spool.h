@@ -45,6 +45,21 @@ long		 spool_scan(struct spool *sp, spool_id_fn fn, void *arg,
  */
 struct spool_msg *spool_msg_new(struct spool *sp, const struct envelope *env,
 		    struct err *e);
+/*
+ * A message that needs no queue: written in tmp_dir and, at the group
+ * commit, linked as final_dir/final_name (e.g. a Maildir new/ file: local
+ * delivery done at the commit point). tmp_dir and final_dir must be on
+ * one file system. No envelope header is written. id names it in logs
+ * (from spool_new_id).
+ */
+struct spool_msg *spool_msg_new_direct(struct spool *sp, const char *id,
+		    const char *tmp_dir, const char *final_dir,
+		    const char *final_name, struct err *e);
+bool		 spool_msg_is_direct(const struct spool_msg *m);
+/* Takes a committed message back (its client left before the 250). */
+void		 spool_msg_uncommit(struct spool_msg *m);
+/* A new queue id (unique, sorted by time). */
+void		 spool_new_id(char *out);
 const char	*spool_msg_id(const struct spool_msg *m);
 /* Bytes of message data written so far. */
 unsigned long long spool_msg_len(const struct spool_msg *m);

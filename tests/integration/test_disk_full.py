@@ -56,6 +56,10 @@ def full_spool_refuses_with_452():
         assert code == 250, code
         code, _ = c.rcpt("postmaster@localhost")
         assert code == 250, code
+        # Two mailboxes: the message goes through the (full) spool; a
+        # single local recipient is written straight into its mailbox.
+        code, _ = c.rcpt("alice@localhost")
+        assert code == 250, code
         big = message("too big for the disk",
                       body=("y" * 998 + "\r\n") * (37 * 1024))
         code, text = c.data(big)
@@ -76,6 +80,40 @@ def full_spool_refuses_with_452():
     finally:
         s.kill()
         umount(spool)
+
+
+@test
+def full_postoffice_refuses_direct_delivery_with_452():
+    """A message for one local mailbox is written straight into it: a
+    full postoffice refuses it at the end of the data, never loses it."""
+    if os.geteuid() != 0:
+        return skip("full_postoffice_refuses_direct_delivery_with_452",
+                    "not root")
+    s = Server({"max_message_size": "64M"}, name="fullpo")
+    po = s.path("postoffice")
+    if not mount_tmpfs(po, 8):
+        return skip("full_postoffice_refuses_direct_delivery_with_452",
+                    "cannot mount tmpfs")
+    try:
+        s.start()
+        c = s.smtp()
+        c.sendmail("alice@example.org", ["postmaster@localhost"],
+                   message("fits"))
+        big = message("too big for the postoffice",
+                      body=("y" * 998 + "\r\n") * (10 * 1024))
+        code, _ = c.mail("alice@example.org")
+        assert code == 250, code
+        code, _ = c.rcpt("postmaster@localhost")
+        assert code == 250, code
+        code, text = c.data(big)
+        assert code == 452 and text.startswith(b"4.3.1"), (code, text[:80])
+        c.quit()
+        assert len(s.mailbox("postmaster")) == 1
+        tmp = os.path.join(po, "postmaster", "tmp")
+        assert os.listdir(tmp) == [], os.listdir(tmp)
+    finally:
+        s.kill()
+        umount(po)
 
 
 main()

@@ -62,6 +62,12 @@ def list_text_and_json():
                                         "postmaster@localhost"],
                  subject="listed")
     e = deferred(s, qid)
+    # The local copy is delivered on its own schedule (Maildir batches):
+    # wait for both outcomes to be recorded before listing.
+    wait_log_re(s, r"%s: to=<postmaster@localhost> .*status=sent" % qid)
+    wait_for(lambda: all(r["state"] != "pending" for r in
+                         queue_entry(s, qid)["recipients"]), 5,
+             "both outcomes in the queue state")
     size = int(wait_log_re(s, r"%s: from=<alice@localhost> size=(\d+)"
                            % qid).group(1))
     # JSON
