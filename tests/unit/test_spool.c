@@ -197,6 +197,58 @@ test_ids_unique(void)
 	spool_close(sp);
 }
 
+/* A direct message is linked into its own directory by the group commit,
+ * together with queued ones; an uncommitted one leaves nothing. */
+static void
+test_direct_batch(void)
+{
+	struct err e, errs[3];
+	struct spool *sp = spool_open(dir, &e);
+	struct envelope env;
+	struct spool_msg *m[3];
+	char tmpd[128], newd[128], id[SPOOL_ID_LEN + 1], path[256];
+	int results[3];
+
+	snprintf(tmpd, sizeof(tmpd), "%s/mbox/tmp", dir);
+	snprintf(newd, sizeof(newd), "%s/mbox/new", dir);
+	CHECK_INT(fsio_mkdirs(tmpd, 0700, &e), 0);
+	CHECK_INT(fsio_mkdirs(newd, 0700, &e), 0);
+	make_env(&env);
+	spool_new_id(id);
+	m[0] = spool_msg_new_direct(sp, id, tmpd, newd, "direct-1", &e);
+	m[1] = spool_msg_new(sp, &env, &e);
+	spool_new_id(id);
+	m[2] = spool_msg_new_direct(sp, id, tmpd, newd, "direct-2", &e);
+	CHECK(m[0] && m[1] && m[2]);
+	CHECK(spool_msg_is_direct(m[0]) && !spool_msg_is_direct(m[1]));
+	for (int i = 0; i < 3; i++) {
+		CHECK_INT(spool_msg_write(m[i], "hello\r\n", 7, &e), 0);
+		CHECK_INT(spool_msg_finish(m[i], &e), 0);
+	}
+	spool_commit_batch(sp, m, 3, results, errs);
+	CHECK_INT(results[0], 0);
+	CHECK_INT(results[1], 0);
+	CHECK_INT(results[2], 0);
+	snprintf(path, sizeof(path), "%s/direct-1", newd);
+	CHECK(access(path, F_OK) == 0);
+	CHECK(exists("queue", spool_msg_id(m[1])));
+	/* A client gone before its 250: the delivery is taken back. */
+	spool_msg_uncommit(m[2]);
+	snprintf(path, sizeof(path), "%s/direct-2", newd);
+	CHECK(access(path, F_OK) != 0);
+	CHECK_INT(spool_remove(sp, spool_msg_id(m[1]), &e), 0);
+	for (int i = 0; i < 3; i++)
+		spool_msg_free(m[i]);
+	/* tmp/ of the mailbox is empty: no litter after the links. */
+	{
+		char cmd[300];
+		snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", tmpd);
+		CHECK(system(cmd) == 0);
+	}
+	envelope_clear(&env);
+	spool_close(sp);
+}
+
 static void
 test_climit(void)
 {
@@ -238,6 +290,7 @@ main(void)
 	RUN(test_recovery);
 	RUN(test_corrupt_file_fails_to_load);
 	RUN(test_ids_unique);
+	RUN(test_direct_batch);
 	RUN(test_climit);
 	RUN(test_backoff);
 	{
