@@ -110,6 +110,8 @@ struct sched {
 	struct local_batch	*collecting;	/* being filled */
 	bool			 is_batch_out;	/* one at the worker */
 	bool			 is_queue_dirty; /* removals to fsync */
+	bool			 is_sync_out;	/* a queue/ fsync at the worker */
+	bool			 is_stopping;	/* sched_free: no more jobs */
 	struct event		*batch_timer;	/* a small batch's wait */
 	bool			 is_batch_timer_due;
 };
@@ -240,8 +242,10 @@ sched_free(struct sched *sc)
 	if (sc == NULL)
 		return;
 	/* Batches out at the worker are finished and recorded first. */
+	sc->is_stopping = true;
 	worker_free(sc->worker);
 	sc->worker = NULL;
+	sync_removals(sc);
 	local_batch_free(sc->collecting);
 	event_free(sc->batch_timer);
 	deliver_free(sc->deliver);
@@ -604,13 +608,7 @@ local_batch_done(void *arg)
 	}
 	local_batch_free(b);
 	sc->is_batch_out = false;
-	if (sc->is_queue_dirty) {
-		struct err e;
-
-		sc->is_queue_dirty = false;
-		if (spool_sync_queue(sc->sp, &e) == -1)
-			log_warnx("queue: %s", e.msg);
-	}
+	sync_removals(sc);
 	submit_local_batch(sc);
 }
 
@@ -986,17 +984,47 @@ out:
 	envelope_clear(&env);
 }
 
-/* One fsync of queue/ for every removal of this turn. */
+/* On the worker thread. */
+static void
+sync_queue_work(void *arg)
+{
+	struct sched *sc = arg;
+	struct err e;
+
+	if (spool_sync_queue(sc->sp, &e) == -1)
+		log_warnx("queue: %s", e.msg);
+}
+
+static void
+sync_queue_done(void *arg)
+{
+	struct sched *sc = arg;
+
+	sc->is_sync_out = false;
+	sync_removals(sc);
+}
+
+/*
+ * Removals are made durable by one fsync of queue/ on the worker thread,
+ * for all those of the moment: never on the loop, never one per message.
+ * (A removal lost in a crash only means an attempt is repeated, and local
+ * deliveries are idempotent.)
+ */
 static void
 sync_removals(struct sched *sc)
 {
-	struct err e;
-
 	if (!sc->is_queue_dirty)
 		return;
+	if (sc->is_stopping) {
+		sc->is_queue_dirty = false;
+		sync_queue_work(sc);	/* the worker is going: do it here */
+		return;
+	}
+	if (sc->is_sync_out)
+		return;
 	sc->is_queue_dirty = false;
-	if (spool_sync_queue(sc->sp, &e) == -1)
-		log_warnx("queue: %s", e.msg);
+	sc->is_sync_out = true;
+	worker_submit(sc->worker, sync_queue_work, sync_queue_done, sc);
 }
 
 static void
