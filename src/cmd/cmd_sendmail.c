@@ -204,7 +204,7 @@ read_header(struct sendmail *sm)
 	return 0;
 }
 
-/* The value of the first field named name (unfolded), or NULL. */
+/* True when the header section h has a field called name. */
 static bool
 has_field(const struct buf *h, const char *name)
 {

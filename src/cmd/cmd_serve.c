@@ -62,7 +62,6 @@ struct serve {
 	struct pending_bind	*pending;
 	struct event		*bind_ev;
 	bool			 is_privileged;	/* still root, to drop */
-	int			 exit_code;
 };
 
 static void
@@ -480,5 +479,5 @@ cmd_serve(int argc, char **argv)
 	runtime_unref(sv.rt);
 	event_base_free(sv.base);
 	cmd_opts_clear(&sv.opts);
-	return sv.exit_code;
+	return 0;	/* failures exit through fatal() with their code */
 }

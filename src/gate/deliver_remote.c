@@ -631,12 +631,12 @@ conn_start(struct dest *dst)
 	dst->nstarting++;
 	conn_error(c, false, "4.4.1", "no host could be reached for %s",
 	    dst->name);
-	c->state = CONN_GREETING;	/* counted in nstarting until ready */
+	/* A starting state: counted in nstarting until ready. */
+	c->state = CONN_RESOLVING;
 	if (dst->unix_path) {
 		connect_unix(c);
 		return;
 	}
-	c->state = CONN_RESOLVING;
 	if (dst->kind == DELIVER_MX && dst->name[0] != '[') {
 		c->query = dns_lookup_mx(d->dns, dst->name, mx_resolved, c);
 		return;

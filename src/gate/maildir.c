@@ -253,23 +253,12 @@ fail:
 
 /*
  * Links tmp into new/ under name, or under a fresh name when that one is
- * taken (another host or process that got the same name). With is_fixed,
- * name is the only name: EEXIST means this very delivery was done before
- * (a retry after a crash), reported as 1.
+ * taken (another host or process that got the same name).
  */
 static int
 link_new(const char *dir, const char *hostname, const char *tmp, char *name,
-    char *final, bool is_fixed, struct err *e)
+    char *final, struct err *e)
 {
-	if (is_fixed) {
-		if (path_of(final, dir, "new", name, e) == -1)
-			return -1;
-		if (link(tmp, final) == 0)
-			return 0;
-		if (errno == EEXIST)
-			return 1;
-		return err_sys(e, "maildir: link %s -> %s", tmp, final);
-	}
 	for (int i = 0; i < MAILDIR_ATTEMPTS; i++) {
 		if (i > 0 && new_name(name, hostname, e) == -1)
 			return -1;
@@ -300,45 +289,30 @@ check_args(const char *postoffice, const char *mailbox, off_t offset,
 	return 0;
 }
 
-static int
-deliver(const char *postoffice, const char *mailbox, const char *hostname,
-    const char *fixed, const char *prefix, size_t prefix_len, int fd,
+int
+maildir_deliver(const char *postoffice, const char *mailbox,
+    const char *hostname, const char *prefix, size_t prefix_len, int fd,
     off_t offset, off_t len, char *name_out, size_t name_size,
     struct err *e)
 {
 	char dir[PATH_MAX], tmp[PATH_MAX], final[PATH_MAX], newdir[PATH_MAX];
-	char name[MAILDIR_NAME_SIZE], tmpname[MAILDIR_NAME_SIZE];
-	int out, linked;
+	char name[MAILDIR_NAME_SIZE];
+	int out;
 
 	if (check_args(postoffice, mailbox, offset, len, dir, e) == -1 ||
 	    make_dirs(postoffice, dir, newdir, e) == -1)
 		return -1;
-	if (fixed) {
-		if (strchr(fixed, '/') || snprintf(name, sizeof(name), "%s",
-		    fixed) >= (int)sizeof(name))
-			return err_set(e, "maildir: bad file name %.64s",
-			    fixed);
-		/* Delivered by an attempt that crashed before recording it. */
-		if (path_of(final, dir, "new", name, e) == -1)
-			return -1;
-		if (access(final, F_OK) == 0)
-			return 1;
-	}
-	if ((out = create_tmp(dir, hostname, fixed ? tmpname : name, tmp,
-	    e)) == -1)
+	if ((out = create_tmp(dir, hostname, name, tmp, e)) == -1)
 		return -1;
 	if (write_tmp(out, tmp, prefix, prefix_len, fd, offset, len, true,
 	    e) == -1 ||
-	    (linked = link_new(dir, hostname, tmp, name, final,
-	    fixed != NULL, e)) == -1) {
+	    link_new(dir, hostname, tmp, name, final, e) == -1) {
 		(void)unlink(tmp);	/* nothing was delivered */
 		return -1;
 	}
 	/* Delivered once linked: a stale tmp/ file is only litter. */
 	if (unlink(tmp) == -1)
 		log_warn("maildir: unlink %s", tmp);
-	if (linked == 1)
-		return 1;
 	if (fsio_fsync_dir(newdir, e) == -1) {
 		/*
 		 * Not durable, so the caller will retry: take the copy back,
@@ -350,25 +324,6 @@ deliver(const char *postoffice, const char *mailbox, const char *hostname,
 	if (name_out != NULL && name_size > 0)
 		snprintf(name_out, name_size, "%s", name);
 	return 0;
-}
-
-int
-maildir_deliver(const char *postoffice, const char *mailbox,
-    const char *hostname, const char *prefix, size_t prefix_len, int fd,
-    off_t offset, off_t len, char *name_out, size_t name_size,
-    struct err *e)
-{
-	return deliver(postoffice, mailbox, hostname, NULL, prefix, prefix_len,
-	    fd, offset, len, name_out, name_size, e) == -1 ? -1 : 0;
-}
-
-int
-maildir_deliver_once(const char *postoffice, const char *mailbox,
-    const char *name, const char *prefix, size_t prefix_len, int fd,
-    off_t offset, off_t len, struct err *e)
-{
-	return deliver(postoffice, mailbox, NULL, name, prefix, prefix_len,
-	    fd, offset, len, NULL, 0, e);
 }
 
 int

@@ -29,19 +29,10 @@ int	maildir_deliver(const char *postoffice, const char *mailbox,
 	    int fd, off_t offset, off_t len, char *name_out,
 	    size_t name_size, struct err *e);
 /*
- * The same, idempotent: the file in new/ is called name (see
- * maildir_queue_name), and if new/name already exists the message was
- * delivered by an earlier attempt that crashed before recording it, so
- * nothing is written. Returns 0 (delivered now), 1 (was already there)
- * or -1 with e filled.
- */
-int	maildir_deliver_once(const char *postoffice, const char *mailbox,
-	    const char *name, const char *prefix, size_t prefix_len, int fd,
-	    off_t offset, off_t len, struct err *e);
-/*
  * A unique name for recipient index of queued message id:
  * "SECONDS.S<id>R<index>.HOST", escaped as below. Unique because queue
- * ids are, and the same on every attempt.
+ * ids are, and the same on every attempt: maildir_prepare finds the file
+ * of an attempt that crashed before recording it.
  */
 int	maildir_queue_name(char *out, size_t size, long long sec,
 	    const char *id, size_t index, const char *hostname);
@@ -56,8 +47,8 @@ int	maildir_unique_name(char *out, size_t size, long long sec, long usec,
 /*
  * Batches: prepare many deliveries (tmp files written, not synced), make
  * them durable with one sync of the file system, then publish each (link
- * into new/) and fsync each new/ directory once. Names are fixed as for
- * maildir_deliver_once, so a retry after a crash never delivers twice.
+ * into new/) and fsync each new/ directory once. Names come from
+ * maildir_queue_name, so a retry after a crash never delivers twice.
  */
 enum maildir_state {
 	MAILDIR_NONE,

@@ -1092,12 +1092,10 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 		stats.rejected++;
 		tx_reset(s);
 	}
+	/* Commands pipelined behind the data (QUIT...); a reply was just
+	 * queued, so the write callback, not this function, frees. */
 	bufferevent_enable(s->bev, EV_READ);
 	process_input(s);
-	/* QUIT may have been pipelined behind the data. */
-	if (s->state == SMTP_STATE_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
-		session_free(s);
 }
 
 /* On the commit thread. */

@@ -376,15 +376,15 @@ test_threads(void)
 	teardown();
 }
 
-/* A retried delivery (crash before it was recorded) is not done twice. */
+/* The batch API: prepare, publish; a retried delivery (crash before it
+ * was recorded) finds its own file and is not done twice. */
 static void
 test_deliver_once(void)
 {
+	struct maildir_delivery *md = xcalloc(1, sizeof(*md));
 	char po[128], name[256], path[512];
 	struct err e;
-	int fd, n;
-	DIR *d;
-	struct dirent *de;
+	int fd;
 
 	setup();
 	snprintf(po, sizeof(po), "%s/po", base);
@@ -393,32 +393,30 @@ test_deliver_once(void)
 	    "0123456789ABCDEF0", 2, "mx/a:b"), 0);
 	CHECK_STR(name, "1700000000.S0123456789ABCDEF0R2.mx\\057a\\072b");
 	err_clear(&e);
-	CHECK_INT(maildir_deliver_once(po, "carol", name, "P: 1\r\n", 6, fd,
-	    0, 7, &e), 0);
-	CHECK_INT(maildir_deliver_once(po, "carol", name, "P: 1\r\n", 6, fd,
-	    0, 7, &e), 1);
+	CHECK_INT(maildir_prepare(md, po, "carol", name, "P: 1\r\n", 6, fd, 0,
+	    7, &e), 0);
+	CHECK_INT(md->state, MAILDIR_PREPARED);
 	snprintf(path, sizeof(path), "%s/carol/new", po);
-	d = opendir(path);
-	CHECK(d != NULL);
-	n = 0;
-	while (d && (de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	if (d)
-		closedir(d);
-	CHECK_INT(n, 1);
+	CHECK_INT(count_entries(path), 0);	/* not visible before publish */
+	CHECK_INT(maildir_publish(md, &e), 0);
+	CHECK_INT(md->state, MAILDIR_PUBLISHED);
+	/* The retry. */
+	CHECK_INT(maildir_prepare(md, po, "carol", name, "P: 1\r\n", 6, fd, 0,
+	    7, &e), 0);
+	CHECK_INT(md->state, MAILDIR_ALREADY);
+	CHECK_INT(maildir_publish(md, &e), 0);
+	CHECK_INT(count_entries(path), 1);
 	snprintf(path, sizeof(path), "%s/carol/tmp", po);
-	d = opendir(path);
-	n = 0;
-	while (d && (de = readdir(d)) != NULL)
-		if (de->d_name[0] != '.')
-			n++;
-	if (d)
-		closedir(d);
-	CHECK_INT(n, 0);
-	CHECK_INT(maildir_deliver_once(po, "carol", "a/b", "", 0, fd, 0, 7,
-	    &e), -1);
+	CHECK_INT(count_entries(path), 0);
+	/* A discarded delivery leaves nothing in tmp/. */
+	CHECK_INT(maildir_prepare(md, po, "carol", "other", "", 0, fd, 0, 7,
+	    &e), 0);
+	maildir_discard(md);
+	CHECK_INT(count_entries(path), 0);
+	CHECK_INT(maildir_prepare(md, po, "carol", "a/b", "", 0, fd, 0, 7, &e),
+	    -1);
 	close(fd);
+	free(md);
 	teardown();
 }
 
