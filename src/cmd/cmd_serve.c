@@ -435,6 +435,8 @@ cmd_serve(int argc, char **argv)
 		fatalx(EXIT_TEMPFAIL, "fatal: spool recovery: %s", e.msg);
 	log_info("spool %s recovered: %ld message(s) queued",
 	    sv.rt->cfg->spool_dir, n);
+	if (spool_pool_start(sv.spool, sv.base, &e) == -1)
+		log_warnx("%s: files are made on demand", e.msg);
 	stats.queue_size = (unsigned long long)n;
 	stats.started = time(NULL);
 

@@ -14,6 +14,7 @@
 
 struct envelope;
 struct err;
+struct event_base;
 
 #define SPOOL_ID_LEN	17	/* 13 hex digits of usec + 4 of sequence */
 
@@ -24,6 +25,16 @@ struct spool_msg;
  * frees with spool_close. */
 struct spool	*spool_open(const char *dir, struct err *e);
 void		 spool_close(struct spool *sp);
+/*
+ * The server's pool of empty files, made ahead of need in tmp/ by a
+ * thread of its own (completions on base's loop), from which
+ * spool_msg_new and spool_msg_new_direct take their file. Without it they
+ * create the file themselves. Stop it (on the loop's thread) before
+ * spool_close: the files it still holds are removed.
+ */
+int		 spool_pool_start(struct spool *sp, struct event_base *base,
+		    struct err *e);
+void		 spool_pool_stop(struct spool *sp);
 const char	*spool_path(const struct spool *sp);
 
 typedef void (*spool_id_fn)(void *arg, const char *id);

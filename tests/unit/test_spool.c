@@ -2,6 +2,8 @@
  * sched_backoff. */
 #include "t.h"
 
+#include <event2/event.h>
+#include <event2/thread.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -249,6 +251,97 @@ test_direct_batch(void)
 	spool_close(sp);
 }
 
+/* True when dir has no entries. */
+static bool
+is_empty_dir(const char *d)
+{
+	char cmd[300];
+
+	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", d);
+	return system(cmd) == 0;
+}
+
+/* Runs the loop until the pool's refill has come back. */
+static void
+run_loop_briefly(struct event_base *base)
+{
+	struct timeval tv = { 0, 200000 };
+
+	event_base_loopexit(base, &tv);
+	event_base_dispatch(base);
+}
+
+static void
+test_pool(void)
+{
+	struct err e, errs[2];
+	struct spool *sp = spool_open(dir, &e);
+	struct event_base *base;
+	struct envelope env, loaded;
+	struct spool_msg *m[2];
+	char tmpd[128], newd[128], spool_tmp[128], id[SPOOL_ID_LEN + 1];
+	char path[256];
+	int results[2], fd;
+	off_t off;
+	char data[8];
+
+	evthread_use_pthreads();
+	base = event_base_new();
+	snprintf(tmpd, sizeof(tmpd), "%s/pbox/tmp", dir);
+	snprintf(newd, sizeof(newd), "%s/pbox/new", dir);
+	snprintf(spool_tmp, sizeof(spool_tmp), "%s/tmp", dir);
+	CHECK_INT(fsio_mkdirs(tmpd, 0700, &e), 0);
+	CHECK_INT(fsio_mkdirs(newd, 0700, &e), 0);
+	CHECK_INT(spool_pool_start(sp, base, &e), 0);
+	make_env(&env);
+	/* The first message asks for a refill and makes its own file. */
+	m[0] = spool_msg_new(sp, &env, &e);
+	CHECK(m[0] != NULL);
+	spool_msg_abort(m[0]);
+	spool_msg_free(m[0]);
+	CHECK(is_empty_dir(spool_tmp));
+	run_loop_briefly(base);
+	/* Now pooled: unnamed files, linked by their descriptor. */
+	m[0] = spool_msg_new(sp, &env, &e);
+	spool_new_id(id);
+	m[1] = spool_msg_new_direct(sp, id, tmpd, newd, "pooled-1", &e);
+	CHECK(m[0] && m[1]);
+	CHECK(is_empty_dir(spool_tmp) && is_empty_dir(tmpd));
+	for (int i = 0; i < 2; i++) {
+		CHECK_INT(spool_msg_write(m[i], "pooled\r\n", 8, &e), 0);
+		CHECK_INT(spool_msg_finish(m[i], &e), 0);
+	}
+	spool_commit_batch(sp, m, 2, results, errs);
+	CHECK_INT(results[0], 0);
+	CHECK_INT(results[1], 0);
+	snprintf(path, sizeof(path), "%s/pooled-1", newd);
+	fd = open(path, O_RDONLY);
+	CHECK(fd != -1 && read(fd, data, 8) == 8 && memcmp(data,
+	    "pooled\r\n", 8) == 0);
+	if (fd != -1)
+		close(fd);
+	envelope_init(&loaded);
+	CHECK_INT(spool_load(sp, spool_msg_id(m[0]), &loaded, &fd, &off, &e),
+	    0);
+	CHECK(loaded.data_len == 8 && pread(fd, data, 8, off) == 8 &&
+	    memcmp(data, "pooled\r\n", 8) == 0);
+	close(fd);
+	envelope_clear(&loaded);
+	CHECK_INT(spool_remove(sp, spool_msg_id(m[0]), &e), 0);
+	/* An abandoned pooled message leaves nothing behind. */
+	for (int i = 0; i < 2; i++)
+		spool_msg_free(m[i]);
+	m[0] = spool_msg_new(sp, &env, &e);
+	CHECK(m[0] != NULL);
+	spool_msg_free(m[0]);
+	CHECK(is_empty_dir(spool_tmp) && is_empty_dir(tmpd));
+	spool_pool_stop(sp);
+	CHECK(is_empty_dir(spool_tmp));
+	envelope_clear(&env);
+	spool_close(sp);
+	event_base_free(base);
+}
+
 static void
 test_climit(void)
 {
@@ -291,6 +384,7 @@ main(void)
 	RUN(test_corrupt_file_fails_to_load);
 	RUN(test_ids_unique);
 	RUN(test_direct_batch);
+	RUN(test_pool);
 	RUN(test_climit);
 	RUN(test_backoff);
 	{
