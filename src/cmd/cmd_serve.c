@@ -417,6 +417,8 @@ cmd_serve(int argc, char **argv)
 
 	evthread_use_pthreads();
 	ecfg = event_config_new();
+	/* epoll changes are gathered and applied once per loop turn */
+	event_config_set_flag(ecfg, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	sv.base = event_base_new_with_config(ecfg);
 	event_config_free(ecfg);
 	if (sv.base == NULL || event_base_priority_init(sv.base, 2) == -1)

@@ -18,11 +18,13 @@
 static enum log_target log_target = LOG_TARGET_STDERR;
 static const char *log_ident = "smtpgate";
 static bool log_debug_on;
+static pid_t log_pid;	/* set by log_init: one getpid, not one a line */
 
 void
 log_init(enum log_target target, const char *ident)
 {
 	log_target = target;
+	log_pid = getpid();
 	if (ident)
 		log_ident = ident;
 	if (target == LOG_TARGET_SYSLOG)
@@ -50,7 +52,8 @@ log_vemit(int prio, const char *fmt, va_list ap, int errnum)
 		gmtime_r(&tv.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
 		r = snprintf(line + n, sizeof(line) - n, ".%03dZ %s[%d]: ",
-		    (int)(tv.tv_usec / 1000), log_ident, (int)getpid());
+		    (int)(tv.tv_usec / 1000), log_ident,
+		    (int)(log_pid ? log_pid : getpid()));
 		if (r > 0)
 			n += (size_t)r;
 	}
