@@ -972,6 +972,7 @@ def main():
         if quick:
             results["probe"].append(run_probe(2, 1, "create"))
             results["probe"][0].update(run_probe(2, 1, "append"))
+            results["probe"][0].update(run_probe(2, 1, "overwrite"))
             results["floor"] = [b.w4_floor()]
             log("probe: serial create+write+fdatasync %.0f/s"
                 % results["probe"][0]["create/1"])
@@ -1076,12 +1077,19 @@ def brief(wname, r):
     return tail
 
 
-def w4_bound(floor, append):
+def cheapest_write(p):
+    """The probe's fastest serial durable write of 5 KB, ops/s: an append
+    or an overwrite in place, + fdatasync, on a file kept open."""
+    rates = [r for r in (p.get("append/1"), p.get("overwrite/1")) if r]
+    return max(rates) if rates else None
+
+
+def w4_bound(floor, write):
     """The most a server can do on W4: the client's serial round trips
     (floor: the same client into smtp-sink, no storage) plus, per message,
-    the cheapest durable write the probe found (one append + fdatasync to
-    an open file), one after the other."""
-    return 1.0 / (1.0 / floor + 1.0 / append)
+    the cheapest durable write the probe found, one after the other (the
+    250 must follow the write, the next command follows the 250)."""
+    return 1.0 / (1.0 / floor + 1.0 / write)
 
 
 def report_quick(results, b, info):
@@ -1119,13 +1127,14 @@ def report_quick(results, b, info):
             100.0 * now["W4"] / probe,
             "PASS" if now["W4"] >= 0.8 * probe else "MISS"))
     floor = results["floor"][0].get("rate")
-    append = results["probe"][0].get("append/1")
-    if floor and append:
-        bound = w4_bound(floor, append)
+    write = cheapest_write(results["probe"][0])
+    if floor and write:
+        bound = w4_bound(floor, write)
         lines.append("  %-38s %.0f msg/s" % (
             "W4 floor: client into smtp-sink", floor))
-        lines.append("  W4 bound, floor + one append+fdatasync: %.0f msg/s "
-                     "= %.0f%% of probe" % (bound, 100.0 * bound / probe))
+        lines.append("  W4 bound, floor + cheapest durable write: %.0f "
+                     "msg/s = %.0f%% of probe" % (bound, 100.0 * bound /
+                                                   probe))
     lines.append("  every message arrived exactly once: %s" % (
         "yes" if ok else "NO"))
     lines.append("  load average before/after: %s / %s (other work on the "
@@ -1196,14 +1205,15 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
                  ("PASS" if rp and rp >= 0.8 else "MISS")
                  if allok(S, "W4") else "FAIL"))
     floors = [f.get("rate") for f in results.get("floor", []) if f.get("ok")]
-    appends = [p.get("append/1") for p in results["probe"]]
-    mf, ma = med(floors)[0], med(appends)[0]
-    if mf and ma and probe_create:
-        bound = w4_bound(mf, ma)
+    writes = [cheapest_write(p) for p in results["probe"]]
+    mf, mw = med(floors)[0], med(writes)[0]
+    if mf and mw and probe_create:
+        bound = w4_bound(mf, mw)
         rows.append(("W4 floor: the same client into smtp-sink (no storage), "
                      "msg/s", fmt(floors), "—", "—",
-                     "bound with one append+fdatasync a message: %.0f/s = "
-                     "%.0f%% of probe" % (bound, 100.0 * bound / probe_create),
+                     "bound: floor + cheapest durable write (%.0f/s) a "
+                     "message = %.0f/s = %.0f%% of probe"
+                     % (mw, bound, 100.0 * bound / probe_create),
                      "(reported)"))
     ms = med(vals(S, "W5", "mbps"))[0]
     mp = med(vals(P, "W5", "mbps"))[0]
@@ -1260,7 +1270,9 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
               "|---|---|---|"]
     for name, label in (("create", "create + write + fdatasync"),
                         ("rename", "… + rename + fsync(dir)"),
-                        ("append", "append + fdatasync, one open file")):
+                        ("append", "append + fdatasync, one open file"),
+                        ("overwrite", "overwrite 5 KB in place + fdatasync, "
+                         "one open file")):
         ptable.append("| %s | %s | %s |" % (
             label, fmt([p.get(name + "/1") for p in results["probe"]]),
             fmt([p.get(name + "/20") for p in results["probe"]])))

@@ -10,6 +10,9 @@
  *   rename    the same in tmp/, then rename into new/ and fsync(new/)
  *   append    append 5 KB + fdatasync to one file kept open (shared by all
  *             threads)
+ *   overwrite pwrite 5 KB + fdatasync into a file written in full and
+ *             synced beforehand (16 MB, slots reused round robin): no
+ *             metadata changes, the cheapest durable write there is
  *
  * Output: one line per measurement, "PATTERN THREADS OPS_PER_SECOND", so
  * the harness can parse it. Created files are moved aside afterwards (not
@@ -17,7 +20,8 @@
  *
  * Build: cc -O2 -pthread -o probe probe.c
  * Usage: probe DIR [SECONDS [THREADS [PATTERN]]]
- *   THREADS 1 measures serially only; PATTERN (create, rename or append)
+ *   THREADS 1 measures serially only; PATTERN (create, rename, append or
+ *   overwrite)
  *   measures that pattern only.
  */
 
@@ -38,12 +42,16 @@
 #define PROBE_SIZE 5120
 #define PROBE_MAX_THREADS 256
 
-enum probe_kind { PROBE_CREATE, PROBE_RENAME, PROBE_APPEND };
+enum probe_kind { PROBE_CREATE, PROBE_RENAME, PROBE_APPEND,
+	PROBE_OVERWRITE };
+
+#define PROBE_OVERWRITE_SLOTS	3200	/* x 5 KB = 16 MB */
 
 struct probe_ctx {
 	const char	*dir;
 	enum probe_kind	 kind;
 	int		 id;
+	int		 nthreads;
 	int		 appendfd;
 	int		 newfd;
 	double		 deadline;
@@ -88,6 +96,16 @@ probe_one(struct probe_ctx *c, long seq)
 
 	if (c->kind == PROBE_APPEND) {
 		if (probe_write_all(c->appendfd, probe_buf, PROBE_SIZE) == -1 ||
+		    fdatasync(c->appendfd) == -1)
+			return -1;
+		return 0;
+	}
+	if (c->kind == PROBE_OVERWRITE) {
+		off_t slot = (off_t)((seq * c->nthreads + c->id) %
+		    PROBE_OVERWRITE_SLOTS);
+
+		if (pwrite(c->appendfd, probe_buf, PROBE_SIZE,
+		    slot * PROBE_SIZE) != PROBE_SIZE ||
 		    fdatasync(c->appendfd) == -1)
 			return -1;
 		return 0;
@@ -163,6 +181,20 @@ probe_run(const char *dir, enum probe_kind kind, int nthreads,
 	int appendfd = -1, newfd = -1, i;
 
 	snprintf(path, sizeof(path), "%s/append", dir);
+	if (kind == PROBE_OVERWRITE) {
+		/* written in full and synced first: not timed */
+		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+		for (i = 0; appendfd != -1 && i < PROBE_OVERWRITE_SLOTS; i++)
+			if (probe_write_all(appendfd, probe_buf, PROBE_SIZE) ==
+			    -1)
+				break;
+		if (appendfd == -1 || i < PROBE_OVERWRITE_SLOTS ||
+		    fsync(appendfd) == -1) {
+			perror(path);
+			exit(1);
+		}
+	}
 	if (kind == PROBE_APPEND) {
 		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND |
 		    O_CLOEXEC, 0600);
@@ -183,6 +215,7 @@ probe_run(const char *dir, enum probe_kind kind, int nthreads,
 		ctx[i].dir = dir;
 		ctx[i].kind = kind;
 		ctx[i].id = i;
+		ctx[i].nthreads = nthreads;
 		ctx[i].appendfd = appendfd;
 		ctx[i].newfd = newfd;
 		ctx[i].deadline = t0 + seconds;
@@ -213,7 +246,8 @@ probe_run(const char *dir, enum probe_kind kind, int nthreads,
 int
 main(int argc, char **argv)
 {
-	static const char *names[] = { "create", "rename", "append" };
+	static const char *names[] = { "create", "rename", "append",
+	    "overwrite" };
 	char path[4096];
 	const char *dir;
 	double seconds = 3.0;
@@ -233,7 +267,8 @@ main(int argc, char **argv)
 	if (argc > 4)
 		only = argv[4];
 	if (only != NULL && strcmp(only, "create") != 0 &&
-	    strcmp(only, "rename") != 0 && strcmp(only, "append") != 0) {
+	    strcmp(only, "rename") != 0 && strcmp(only, "append") != 0 &&
+	    strcmp(only, "overwrite") != 0) {
 		fprintf(stderr, "probe: unknown pattern %s\n", only);
 		return 64;
 	}
@@ -255,7 +290,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	for (k = 0; k < 3; k++) {
+	for (k = 0; k < 4; k++) {
 		int counts[2] = { 1, threads };
 
 		if (only != NULL && strcmp(only, names[k]) != 0)
