@@ -229,9 +229,16 @@ try_pending(struct serve *sv)
 		fatalx(EXIT_TEMPFAIL, "fatal: cannot listen on %s", e.msg);
 	}
 	if (sv->pending == NULL) {
+		struct err pe;
+
 		if (sv->bind_ev)
 			event_del(sv->bind_ev);
 		drop_privileges(sv);
+		/* After the drop: its files are made as the user that links
+		 * them (protected_hardlinks refuses another's). */
+		err_clear(&pe);
+		if (spool_pool_start(sv->spool, sv->base, &pe) == -1)
+			log_warnx("%s: files are made on demand", pe.msg);
 	}
 }
 
@@ -437,8 +444,6 @@ cmd_serve(int argc, char **argv)
 		fatalx(EXIT_TEMPFAIL, "fatal: spool recovery: %s", e.msg);
 	log_info("spool %s recovered: %ld message(s) queued",
 	    sv.rt->cfg->spool_dir, n);
-	if (spool_pool_start(sv.spool, sv.base, &e) == -1)
-		log_warnx("%s: files are made on demand", e.msg);
 	stats.queue_size = (unsigned long long)n;
 	stats.started = time(NULL);
 

@@ -1,9 +1,10 @@
 /*
  * spool.c - the durable queue. Layer: gate. Follows doc/QUEUE.md exactly:
- * tmp/ -> (fsync, link) -> queue/ is the single commit point; state/ holds
- * per-recipient progress; quarantine/ holds what cannot be parsed.
- * Owns every file operation in spool_dir; must never acknowledge (return 0
- * from spool_msg_commit) before file and directory are on stable storage.
+ * a finished file is linked into queue/ (or a Maildir's new/) and the sync
+ * that follows is the single commit point; state/ holds per-recipient
+ * progress; quarantine/ holds what cannot be parsed. Owns every file
+ * operation in spool_dir; must never acknowledge (return 0 from
+ * spool_commit_batch) before file and name are on stable storage.
  */
 #include "gate/spool.h"
 
@@ -15,13 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdint.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
 #include "lib/err.h"
 #include "lib/fsio.h"
+#include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/str.h"
 #include "mail/envelope.h"
@@ -44,25 +48,41 @@
  * making one does not lock tmp/ against the other threads' link and
  * unlink. Refilled by a job per thread when it runs low; while a job
  * runs only its thread touches its made[].
+ *
+ * A finished queue file is not deleted but renamed to tmp/r.SEQ and
+ * reused for the next queued message (overwritten from the start, cut to
+ * its new length): relaying then neither makes nor frees an inode per
+ * message (freeing one, on the loop, costs a truncate and, with the
+ * discard mount option, a discard). Only queue files, which never leave
+ * the spool, are reused this way: a Maildir file must never carry
+ * another message's blocks.
  */
 #define POOL_SIZE	128
 #define POOL_LOW	64
 #define POOL_THREADS	2	/* creates scale on both cores */
+#define POOL_RECYCLE	256
 
 struct pool_job {
 	struct spool	*sp;
 	struct worker	*worker;
 	int		 made[POOL_SIZE / POOL_THREADS];
 	size_t		 nmade, want;
+	int		 errnum;	/* why it made fewer than want */
 	bool		 is_busy;
 };
 
 struct spool_pool {
 	dev_t		 dev;		/* of tmp/ */
+	uint64_t	 mnt_id;	/* of tmp/, 0: unknown */
+	bool		 is_direct_ok;	/* links into Maildirs work */
 	int		 ready[POOL_SIZE];
 	size_t		 nready;
 	struct pool_job	 jobs[POOL_THREADS];
 	time_t		 failed_at;	/* no refill again that second */
+	/* finished queue files kept for reuse as tmp/r.SEQ */
+	unsigned long	 recycled[POOL_RECYCLE];
+	size_t		 nrecycled;
+	unsigned long	 recycle_seq;
 };
 
 struct spool {
@@ -86,6 +106,7 @@ struct spool_msg {
 	struct buf	 wbuf;
 	bool		 is_committed;
 	bool		 is_unnamed;	/* from the pool: no tmp name */
+	bool		 is_recycled;	/* a former queue file: cut at finish */
 	/* direct: committed as final_dir/final_name instead of queue/ID */
 	char		*final_dir;
 	char		*final_name;
@@ -208,6 +229,58 @@ must_chown(const struct spool *sp)
 	return geteuid() == 0 && sp->uid != 0;
 }
 
+static int	link_final(struct spool_msg *m, struct err *e);
+static int	remove_in(const char *dir, const char *name, struct err *e);
+
+static int
+recycled_path(const struct spool *sp, unsigned long seq, char *out,
+    size_t size)
+{
+	int n = snprintf(out, size, "%s/r.%lu", sp->tmp_dir, seq);
+
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
+/* A former queue file for m (path in m->tmp_path), or -1. */
+static int
+take_recycled(struct spool *sp, struct spool_msg *m)
+{
+	struct spool_pool *p = sp->pool;
+
+	while (p != NULL && p->nrecycled > 0) {
+		unsigned long seq = p->recycled[--p->nrecycled];
+		int fd;
+
+		if (recycled_path(sp, seq, m->tmp_path,
+		    sizeof(m->tmp_path)) == -1)
+			continue;
+		fd = open(m->tmp_path, O_WRONLY | O_CLOEXEC);
+		if (fd != -1) {
+			m->is_recycled = true;
+			return fd;
+		}
+		(void)unlink(m->tmp_path);
+	}
+	m->tmp_path[0] = '\0';
+	return -1;
+}
+
+/* Keeps queue/ID for reuse instead of deleting it; -1: delete it. */
+static int
+recycle(struct spool *sp, const char *id)
+{
+	struct spool_pool *p = sp->pool;
+	char from[PATH_MAX], to[PATH_MAX];
+
+	if (p == NULL || p->nrecycled == POOL_RECYCLE ||
+	    fsio_join(from, sizeof(from), sp->queue_dir, id) == -1 ||
+	    recycled_path(sp, p->recycle_seq, to, sizeof(to)) == -1 ||
+	    renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == -1)
+		return -1;
+	p->recycled[p->nrecycled++] = p->recycle_seq++;
+	return 0;
+}
+
 static int
 open_unnamed(const struct spool *sp)
 {
@@ -220,13 +293,17 @@ pool_fill(void *arg)
 {
 	struct pool_job *j = arg;
 
+	j->errnum = 0;
 	for (j->nmade = 0; j->nmade < j->want; j->nmade++) {
 		int fd = open_unnamed(j->sp);
 
-		if (fd == -1)
+		if (fd == -1) {
+			j->errnum = errno;
 			break;
+		}
 		if (must_chown(j->sp) &&
 		    fchown(fd, j->sp->uid, j->sp->gid) == -1) {
+			j->errnum = errno;
 			(void)close(fd);
 			break;
 		}
@@ -243,8 +320,14 @@ pool_filled(void *arg)
 
 	for (size_t i = 0; i < j->nmade; i++)
 		p->ready[p->nready++] = j->made[i];
-	if (j->nmade < j->want)
+	if (j->nmade < j->want) {
+		/* Files are made on demand meanwhile, with their own error. */
+		if (p->failed_at == 0)
+			log_warnx("spool: cannot make files ahead in %s (%s); "
+			    "making them on demand", j->sp->tmp_dir,
+			    strerror(j->errnum));
 		p->failed_at = time(NULL);
+	}
 	j->nmade = 0;
 	j->is_busy = false;
 }
@@ -252,22 +335,36 @@ pool_filled(void *arg)
 int
 spool_pool_start(struct spool *sp, struct event_base *base, struct err *e)
 {
-	struct stat st;
-	int fd;
+	struct spool_msg probe = { .sp = sp, .is_unnamed = true };
+	char name[PATH_MAX];
+	struct statx stx;
+	struct err le;
+	int n;
 
 	if (sp->pool != NULL)
 		return 0;
-	/* Unnamed files need O_TMPFILE, and /proc to be linked. */
-	if ((fd = open_unnamed(sp)) == -1)
+	/* Unnamed files need O_TMPFILE, and /proc to be linked: tried. */
+	if ((probe.fd = open_unnamed(sp)) == -1)
 		return err_sys(e, "spool: unnamed file in %s", sp->tmp_dir);
-	if (fstat(fd, &st) == -1 || access("/proc/self/fd", X_OK) == -1) {
-		err_sys(e, "spool: /proc/self/fd");
-		(void)close(fd);
+	n = snprintf(name, sizeof(name), ".probe.%ld", (long)getpid());
+	probe.final_dir = sp->tmp_dir;
+	probe.final_name = name;
+	err_clear(&le);
+	if (n < 0 || link_final(&probe, e) == -1) {
+		(void)close(probe.fd);
 		return -1;
 	}
-	(void)close(fd);
+	(void)remove_in(sp->tmp_dir, name, &le);
+	if (statx(probe.fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &stx) == -1) {
+		err_sys(e, "spool: statx %s", sp->tmp_dir);
+		(void)close(probe.fd);
+		return -1;
+	}
+	(void)close(probe.fd);
 	sp->pool = xcalloc(1, sizeof(*sp->pool));
-	sp->pool->dev = st.st_dev;
+	sp->pool->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
+	sp->pool->mnt_id = stx.stx_mask & STATX_MNT_ID ? stx.stx_mnt_id : 0;
+	sp->pool->is_direct_ok = sp->pool->mnt_id != 0;
 	for (int i = 0; i < POOL_THREADS; i++) {
 		sp->pool->jobs[i].sp = sp;
 		sp->pool->jobs[i].worker = worker_new(base);
@@ -284,6 +381,7 @@ void
 spool_pool_stop(struct spool *sp)
 {
 	struct spool_pool *p = sp->pool;
+	char path[PATH_MAX];
 
 	if (p == NULL)
 		return;
@@ -291,37 +389,41 @@ spool_pool_stop(struct spool *sp)
 		worker_free(p->jobs[i].worker);
 	while (p->nready > 0)
 		(void)close(p->ready[--p->nready]);
+	while (p->nrecycled > 0)
+		if (recycled_path(sp, p->recycled[--p->nrecycled], path,
+		    sizeof(path)) == 0)
+			(void)unlink(path);
 	free(p);
 	sp->pool = NULL;
 }
 
 /*
- * An unnamed file from the pool when it has one on dev's file system (0:
- * any), or -1: the caller makes its file itself. Asks for a refill when
- * the pool runs low.
+ * An unnamed file from the pool, or -1: the caller makes its file itself.
+ * Asks for a refill when the pool runs low.
  */
 static int
-pool_take(struct spool *sp, dev_t dev)
+pool_take(struct spool *sp)
 {
 	struct spool_pool *p = sp->pool;
 
-	if (p == NULL || (dev != 0 && dev != p->dev))
+	if (p == NULL)
 		return -1;
 	for (int i = 0; i < POOL_THREADS && p->nready < POOL_LOW &&
 	    p->failed_at != time(NULL); i++) {
 		struct pool_job *j = &p->jobs[i];
-		size_t room = POOL_SIZE - p->nready;
+		size_t coming = 0;
 
 		if (j->is_busy)
 			continue;
 		/* ready[] keeps room for what every busy job may bring. */
 		for (int k = 0; k < POOL_THREADS; k++)
 			if (p->jobs[k].is_busy)
-				room -= p->jobs[k].want;
-		j->want = room < POOL_SIZE / POOL_THREADS ? room :
-		    POOL_SIZE / POOL_THREADS;
-		if (j->want == 0)
+				coming += p->jobs[k].want;
+		if (p->nready + coming >= POOL_SIZE)
 			break;
+		j->want = POOL_SIZE - p->nready - coming;
+		if (j->want > POOL_SIZE / POOL_THREADS)
+			j->want = POOL_SIZE / POOL_THREADS;
 		j->is_busy = true;
 		worker_submit(j->worker, pool_fill, pool_filled, j);
 	}
@@ -466,7 +568,8 @@ spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
 	buf_init(&m->wbuf);
 	/* A pooled file's link into queue/ catches an id clash (EEXIST). */
 	spool_new_id(m->id);
-	if ((m->fd = pool_take(sp, 0)) != -1)
+	if ((m->fd = take_recycled(sp, m)) == -1 &&
+	    (m->fd = pool_take(sp)) != -1)
 		name_unnamed(m, sp->tmp_dir);
 	for (int tries = 0; m->fd == -1; tries++) {
 		spool_new_id(m->id);
@@ -503,7 +606,7 @@ spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
     const char *final_dir, const char *final_name, struct err *e)
 {
 	struct spool_msg *m = xcalloc(1, sizeof(*m));
-	struct stat st;
+	struct statx stx;
 	int n;
 
 	m->sp = sp;
@@ -523,8 +626,12 @@ spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
 	}
 	/* A pooled file serves when it is on final_dir's file system: it is
 	 * linked into final_dir as it would be from tmp_dir. */
-	if (sp->pool != NULL && stat(final_dir, &st) == 0 &&
-	    (m->fd = pool_take(sp, st.st_dev)) != -1) {
+	if (sp->pool != NULL && sp->pool->is_direct_ok &&
+	    statx(AT_FDCWD, final_dir, 0, STATX_MNT_ID, &stx) == 0 &&
+	    (stx.stx_mask & STATX_MNT_ID) &&
+	    stx.stx_mnt_id == sp->pool->mnt_id &&
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) == sp->pool->dev &&
+	    (m->fd = pool_take(sp)) != -1) {
 		name_unnamed(m, sp->tmp_dir);
 		return m;
 	}
@@ -602,6 +709,15 @@ spool_msg_finish(struct spool_msg *m, struct err *e)
 		err_sys(e, "spool: write %s", m->tmp_path);
 		goto fail;
 	}
+	/* A reused file: whatever lies past this message goes. */
+	if (m->is_recycled) {
+		off_t end = lseek(m->fd, 0, SEEK_CUR);
+
+		if (end == -1 || ftruncate(m->fd, end) == -1) {
+			err_sys(e, "spool: truncate %s", m->tmp_path);
+			goto fail;
+		}
+	}
 	return 0;
 fail:
 	spool_msg_abort(m);
@@ -630,9 +746,15 @@ link_final(struct spool_msg *m, struct err *e)
 
 		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", m->fd);
 		if (linkat(AT_FDCWD, proc, AT_FDCWD, final,
-		    AT_SYMLINK_FOLLOW) == -1)
+		    AT_SYMLINK_FOLLOW) == -1) {
+			/* Another mount after all (say a bind mount whose
+			 * id statx did not tell apart): direct messages
+			 * make their file in the mailbox from now on. */
+			if (errno == EXDEV && m->sp->pool != NULL)
+				m->sp->pool->is_direct_ok = false;
 			return err_sys(e, "spool: link %s -> %s", m->tmp_path,
 			    final);
+		}
 	} else if (link(m->tmp_path, final) == -1)
 		return err_sys(e, "spool: link %s -> %s", m->tmp_path, final);
 	return 0;
@@ -660,56 +782,68 @@ spool_msg_uncommit(struct spool_msg *m)
 	m->is_committed = false;
 }
 
-/* Syncs the file system of every direct message not on the spool's. */
-static int
-sync_other_fs(struct spool *sp, struct spool_msg **msgs, size_t n,
-    const int *linked, struct err *e)
-{
-	struct stat spst, st;
-	dev_t done[8];
-	size_t ndone = 0;
-
-	if (stat(sp->dir, &spst) == -1)
-		return err_sys(e, "spool: stat %s", sp->dir);
-	for (size_t i = 0; i < n; i++) {
-		bool seen = false;
-
-		if (linked[i] != 0 || msgs[i]->final_dir == NULL ||
-		    fstat(msgs[i]->fd, &st) == -1 || st.st_dev == spst.st_dev)
-			continue;
-		for (size_t k = 0; k < ndone; k++)
-			seen |= done[k] == st.st_dev;
-		if (seen)
-			continue;
-		if (syncfs(msgs[i]->fd) == -1)
-			return err_sys(e, "sync %s", msgs[i]->tmp_path);
-		if (ndone < sizeof(done) / sizeof(done[0]))
-			done[ndone++] = st.st_dev;
-	}
-	return 0;
-}
-
 /*
- * Makes the data and the links of the linked messages durable: one syncfs
- * covers every file and directory on the spool's file system in one pass
- * and one cache flush (fdatasync of the file and fsync of its directory
- * would flush twice; measured 5-10 % fewer single-session messages a
- * second). It also writes what others have dirtied on that file system:
- * spool_dir is best on a file system of its own.
+ * Makes the data and the links of the linked messages durable.
+ *
+ * One syncfs per file system writes every file and directory there in one
+ * pass. Two things it does not do: it reports only the write errors that
+ * happened after its own descriptor was opened, and on ext4 without a
+ * journal it writes the inode tables and directory blocks after its cache
+ * flush, with no flush behind them. So then, per message, a wait on its
+ * own descriptor reports its file's write errors, and one fdatasync per
+ * file system (of a file already clean) ends with the cache flush. It
+ * also writes what others have dirtied on that file system: spool_dir is
+ * best on a file system of its own.
  */
 static int
 sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
     const int *linked, struct err *e)
 {
+	struct {
+		dev_t		 dev;
+		struct spool_msg *last;	/* fdatasync'd last, or NULL */
+	} fs[8];
+	size_t nfs = 0, k;
+	struct stat st;
 	int dirfd, rc;
 
 	dirfd = open(sp->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	rc = dirfd == -1 ? -1 : syncfs(dirfd);
+	rc = dirfd == -1 || syncfs(dirfd) == -1 || fstat(dirfd, &st) == -1 ?
+	    -1 : 0;
 	if (dirfd != -1)
 		(void)close(dirfd);
 	if (rc == -1)
 		return err_sys(e, "spool: sync %s", sp->dir);
-	return sync_other_fs(sp, msgs, n, linked, e);
+	fs[nfs].dev = st.st_dev;
+	fs[nfs++].last = NULL;
+	for (size_t i = 0; i < n; i++) {
+		if (linked[i] != 0)
+			continue;
+		if (fstat(msgs[i]->fd, &st) == -1)
+			return err_sys(e, "spool: stat %s", msgs[i]->tmp_path);
+		for (k = 0; k < nfs && fs[k].dev != st.st_dev; k++)
+			;
+		if (k == nfs) {
+			/* a direct message on another file system */
+			if (nfs == sizeof(fs) / sizeof(fs[0]))
+				return err_set(e, "spool: messages on more "
+				    "than %zu file systems", nfs);
+			if (syncfs(msgs[i]->fd) == -1)
+				return err_sys(e, "sync %s", msgs[i]->tmp_path);
+			fs[nfs].dev = st.st_dev;
+			fs[nfs++].last = NULL;
+		}
+		if (fs[k].last == NULL)
+			fs[k].last = msgs[i];
+		else if (sync_file_range(msgs[i]->fd, 0, 0,
+		    SYNC_FILE_RANGE_WAIT_BEFORE) == -1)
+			return err_sys(e, "spool: write %s", msgs[i]->tmp_path);
+	}
+	for (k = 0; k < nfs; k++)
+		if (fs[k].last != NULL && fdatasync(fs[k].last->fd) == -1)
+			return err_sys(e, "spool: sync %s",
+			    fs[k].last->tmp_path);
+	return 0;
 }
 
 /*
@@ -909,7 +1043,7 @@ spool_save_state(struct spool *sp, const char *id, const struct envelope *env,
 int
 spool_remove_nosync(struct spool *sp, const char *id, struct err *e)
 {
-	if (remove_in(sp->queue_dir, id, e) == -1 ||
+	if ((recycle(sp, id) == -1 && remove_in(sp->queue_dir, id, e) == -1) ||
 	    remove_in(sp->state_dir, id, e) == -1)
 		return -1;
 	return 0;

@@ -26,11 +26,14 @@ struct spool_msg;
 struct spool	*spool_open(const char *dir, struct err *e);
 void		 spool_close(struct spool *sp);
 /*
- * The server's pool of empty files, made ahead of need in tmp/ by a
- * thread of its own (completions on base's loop), from which
- * spool_msg_new and spool_msg_new_direct take their file. Without it they
- * create the file themselves. Stop it (on the loop's thread) before
- * spool_close: the files it still holds are removed.
+ * The server's pool of files: empty unnamed files made ahead of need in
+ * tmp/ by two threads of their own (completions on base's loop), and
+ * finished queue files kept for reuse (doc/QUEUE.md). spool_msg_new and
+ * spool_msg_new_direct take their file from it; without it they make the
+ * file themselves. Once started, every spool function must be called from
+ * the loop's thread only, except spool_commit_batch (any one thread at a
+ * time). Start it as the user that will link the files; stop it (or
+ * spool_close) on the loop's thread: the files it holds are removed.
  */
 int		 spool_pool_start(struct spool *sp, struct event_base *base,
 		    struct err *e);
@@ -50,9 +53,11 @@ long		 spool_scan(struct spool *sp, spool_id_fn fn, void *arg,
 		    struct err *e);
 
 /*
- * Starts a message: creates tmp/ID exclusively and writes env's header
- * (env->data_len is filled in at commit). Caller finishes with
- * spool_msg_commit or spool_msg_abort, then spool_msg_free.
+ * Starts a message: takes a file (a reused queue file, a pooled one, or
+ * tmp/ID made exclusively) and writes env's header (env->data_len is
+ * filled in at finish). Caller finishes with spool_msg_commit, or
+ * spool_msg_finish and spool_commit_batch, or spool_msg_abort; then
+ * spool_msg_free.
  */
 struct spool_msg *spool_msg_new(struct spool *sp, const struct envelope *env,
 		    struct err *e);
@@ -78,19 +83,19 @@ unsigned long long spool_msg_len(const struct spool_msg *m);
 int		 spool_msg_write(struct spool_msg *m, const void *data,
 		    size_t len, struct err *e);
 /*
- * The commit point: flush, record the data length, fsync the file, link
- * tmp/ID to queue/ID, fsync queue/. Only after it returns 0 may the
- * message be acknowledged. On -1 the message is not queued (tmp removed).
+ * The commit point of a lone message: spool_msg_finish, then
+ * spool_commit_batch of one. Only after it returns 0 may the message be
+ * acknowledged. On -1 the message is not queued (its file removed).
  */
 int		 spool_msg_commit(struct spool_msg *m, struct err *e);
 /* Flushes and records the data length, without any sync: the message is
  * ready for spool_commit_batch. On -1 the tmp file is removed. */
 int		 spool_msg_finish(struct spool_msg *m, struct err *e);
 /*
- * Group commit of n finished messages: one sync of the spool's file
- * system for all their data, a link each into queue/, one fsync of
- * queue/. results[i] is 0 (committed: may be acknowledged) or -1 with
- * errs[i] filled (tmp removed).
+ * Group commit of n finished messages: a link each into queue/ (or its
+ * final_dir), then one sync of each file system for all their data and
+ * names (doc/QUEUE.md). results[i] is 0 (committed: may be acknowledged)
+ * or -1 with errs[i] filled (file removed).
  */
 void		 spool_commit_batch(struct spool *sp, struct spool_msg **msgs,
 		    size_t n, int *results, struct err *errs);

@@ -2,6 +2,7 @@
  * sched_backoff. */
 #include "t.h"
 
+#include <dirent.h>
 #include <event2/event.h>
 #include <event2/thread.h>
 #include <fcntl.h>
@@ -255,10 +256,17 @@ test_direct_batch(void)
 static bool
 is_empty_dir(const char *d)
 {
-	char cmd[300];
+	DIR *dp = opendir(d);
+	struct dirent *de;
+	bool empty = true;
 
-	snprintf(cmd, sizeof(cmd), "test -z \"$(ls -A %s)\"", d);
-	return system(cmd) == 0;
+	if (dp == NULL)
+		return false;
+	while (empty && (de = readdir(dp)) != NULL)
+		empty = strcmp(de->d_name, ".") == 0 ||
+		    strcmp(de->d_name, "..") == 0;
+	closedir(dp);
+	return empty;
 }
 
 /* Runs the loop until the pool's refill has come back. */
@@ -328,6 +336,30 @@ test_pool(void)
 	close(fd);
 	envelope_clear(&loaded);
 	CHECK_INT(spool_remove(sp, spool_msg_id(m[0]), &e), 0);
+	/* A finished queue file is kept (tmp/r.N) and reused for the next
+	 * queued message, cut to that message's length. */
+	CHECK(!is_empty_dir(spool_tmp));
+	{
+		struct spool_msg *r = spool_msg_new(sp, &env, &e);
+		struct err re;
+		int rres;
+
+		CHECK(r != NULL && is_empty_dir(spool_tmp) == false);
+		CHECK_INT(spool_msg_write(r, "x\r\n", 3, &e), 0);
+		CHECK_INT(spool_msg_finish(r, &e), 0);
+		spool_commit_batch(sp, &r, 1, &rres, &re);
+		CHECK_INT(rres, 0);
+		CHECK(is_empty_dir(spool_tmp));
+		envelope_init(&loaded);
+		CHECK_INT(spool_load(sp, spool_msg_id(r), &loaded, &fd, &off,
+		    &e), 0);
+		CHECK(loaded.data_len == 3 && pread(fd, data, 8, off) == 3 &&
+		    memcmp(data, "x\r\n", 3) == 0);
+		close(fd);
+		envelope_clear(&loaded);
+		CHECK_INT(spool_remove(sp, spool_msg_id(r), &e), 0);
+		spool_msg_free(r);
+	}
 	/* An abandoned pooled message leaves nothing behind. */
 	for (int i = 0; i < 2; i++)
 		spool_msg_free(m[i]);
@@ -335,6 +367,13 @@ test_pool(void)
 	CHECK(m[0] != NULL);
 	spool_msg_free(m[0]);
 	CHECK(is_empty_dir(spool_tmp) && is_empty_dir(tmpd));
+	/* Stopping the pool removes the files it keeps for reuse. */
+	m[0] = spool_msg_new(sp, &env, &e);
+	CHECK(m[0] != NULL && spool_msg_finish(m[0], &e) == 0);
+	CHECK_INT(spool_msg_commit(m[0], &e), 0);
+	CHECK_INT(spool_remove(sp, spool_msg_id(m[0]), &e), 0);
+	spool_msg_free(m[0]);
+	CHECK(!is_empty_dir(spool_tmp));
 	spool_pool_stop(sp);
 	CHECK(is_empty_dir(spool_tmp));
 	envelope_clear(&env);
