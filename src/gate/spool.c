@@ -785,8 +785,9 @@ spool_msg_uncommit(struct spool_msg *m)
 /*
  * Makes the data and the links of the linked messages durable.
  *
- * One syncfs per file system writes every file and directory there in one
- * pass. Two things it does not do: it reports only the write errors that
+ * A lone message: fsync of its file and of its directory, which writes
+ * nothing else. A group: one syncfs per file system writes every file and
+ * directory there in one pass. Two things it does not do: it reports only the write errors that
  * happened after its own descriptor was opened, and on ext4 without a
  * journal it writes the inode tables and directory blocks after its cache
  * flush, with no flush behind them. So then, per message, a wait on its
@@ -805,8 +806,23 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	} fs[8];
 	size_t nfs = 0, k;
 	struct stat st;
+	size_t nlinked = 0, last = 0;
 	int dirfd, rc;
 
+	for (size_t i = 0; i < n; i++)
+		if (linked[i] == 0) {
+			nlinked++;
+			last = i;
+		}
+	if (nlinked == 1) {
+		/* A lone message: its own file (fsync, not fdatasync: the
+		 * link count of an unnamed file is metadata) and its name;
+		 * nothing else on the file system is written. */
+		if (fsync(msgs[last]->fd) == -1)
+			return err_sys(e, "spool: sync %s",
+			    msgs[last]->tmp_path);
+		return fsio_fsync_dir(final_dir(msgs[last]), e);
+	}
 	dirfd = open(sp->tmp_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	rc = dirfd == -1 || syncfs(dirfd) == -1 || fstat(dirfd, &st) == -1 ?
 	    -1 : 0;
