@@ -230,6 +230,15 @@ def empty_trash():
     shutil.rmtree(TRASH, ignore_errors=True)
 
 
+def quiesce():
+    """Before every measured run: sync(2), so that no run pays for the
+    write-back of the one before (on this machine the metadata of files a
+    run deleted, Postfix's queue files say, is written back 5-30 s later,
+    in the middle of the next run, and every fsync then waits for it)."""
+    os.sync()
+    time.sleep(0.5)
+
+
 class Sink:
     """Postfix's smtp-sink on a loopback port, counting messages (-c)."""
 
@@ -593,6 +602,7 @@ class Bench:
         if not fill.get("ok"):
             return fill
         delete_files(srv.maildir_new())
+        quiesce()
         return self.run_batch(srv, "W1d", 20, self.msgs, False)
 
     def w4(self, srv):
@@ -970,6 +980,7 @@ def main():
     try:
         b.sink.start()
         if quick:
+            quiesce()
             results["probe"].append(run_probe(2, 1, "create"))
             results["probe"][0].update(run_probe(2, 1, "append"))
             results["probe"][0].update(run_probe(2, 1, "overwrite"))
@@ -979,6 +990,7 @@ def main():
             sg = Smtpgate(b.sink.port)
             sg.start()
             for wname, fn in (("W1", b.w1), ("W2", b.w2), ("W4", b.w4)):
+                quiesce()
                 r = fn(sg)
                 results["smtpgate"].setdefault(wname, []).append(r)
                 log("  smtpgate %s: %s" % (wname, brief(wname, r)))
@@ -987,6 +999,7 @@ def main():
             return report_quick(results, b, info)
         for rnd in range(1, rounds + 1):
             log("round %d/%d" % (rnd, rounds))
+            quiesce()
             results["probe"].append(run_probe(2, 20))
             results.setdefault("floor", []).append(b.w4_floor())
             log("  probe: " + ", ".join("%s %.0f/s" % kv for kv in
@@ -1015,6 +1028,7 @@ def main():
                     if wname.startswith("W3/") and srv is pf and \
                             int(wname[3:]) > w3_pf:
                         continue
+                    quiesce()
                     r = fn(srv)
                     results[srv.name].setdefault(wname, []).append(r)
                     log("  %-8s %-8s %s" % (srv.name, wname,
@@ -1027,6 +1041,7 @@ def main():
             log("W7 soak: %d messages (smtpgate)" % soak)
             sg = Smtpgate(b.sink.port)
             sg.start()
+            quiesce()
             results["smtpgate"]["W7"] = [b.w7(sg, soak)]
             sg.stop()
             sg = None
@@ -1041,6 +1056,7 @@ def main():
                 else:
                     pf = srv
                 srv.start()
+                quiesce()
                 r = b.w1d(srv)
                 results[srv.name]["W1d"] = [r]
                 log("  %-8s W1d      %s" % (srv.name, brief("W1d", r)))
@@ -1396,7 +1412,9 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
               "this machine's file system (ext4 without a journal) a "
               "create after many deletions costs far more (see the findings "
               "below), and the harness's own clean-up must not decide the "
-              "next run's speed.\n" % b.msgs)
+              "next run's speed. Before every measured run (and the probe) "
+              "the harness calls sync(2) and waits half a second, so that "
+              "no run pays for the write-back of the one before.\n" % b.msgs)
     if failures:
         md.append("Failed runs:\n")
         md.extend(failures)
