@@ -13,6 +13,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import Server, test, main, wait_for  # noqa: E402
 from peers import (Dovecot, SmtpPeer, submit, queue_entry,  # noqa: E402
+                   deferred_entry,
                    log_lines, wait_log_re, wait_removed)
 from dsn_check import parse_dsn, is_dsn  # noqa: E402
 
@@ -94,10 +95,16 @@ def lmtp_per_recipient_replies_after_data():
     wait_log_re(s, r"%s: to=<bob@localhost> .*status=deferred \(452" % qid)
     wait_log_re(s, r"%s: to=<erin@localhost> .*status=bounced \(550" % qid)
     wait_log_re(s, r"%s: to=<alice@localhost> .*status=sent" % qid)
-    e = queue_entry(s, qid)
-    st = {r["address"]: r["state"] for r in e["recipients"]}
-    assert st == {"alice@localhost": "sent", "bob@localhost": "deferred",
-                  "erin@localhost": "bounced"}, st
+    # The state file is written after these log lines (and after the
+    # bounce for erin is queued): wait for it rather than read it once.
+    want = {"alice@localhost": "sent", "bob@localhost": "deferred",
+            "erin@localhost": "bounced"}
+
+    def states():
+        e = queue_entry(s, qid)
+        return {r["address"]: r["state"] for r in e["recipients"]}
+    wait_for(lambda: states() == want, 10,
+             "per-recipient states %r" % want)
     del peer.lmtp_data_replies["bob@localhost"]
     wait_for(lambda: peer.received_for("bob@localhost"), 15,
              "bob delivered on retry")
@@ -125,7 +132,7 @@ def lmtp_down_defers_then_delivers():
     s = gate(dc.hostport)
     qid = submit(s, "sender@elsewhere.example", ["alice@localhost"])
     wait_log_re(s, r"%s: to=<alice@localhost> .*status=deferred" % qid, 15)
-    e = queue_entry(s, qid)
+    e = deferred_entry(s, qid)
     assert e and e["recipients"][0]["state"] == "deferred", e
     assert not log_lines(s, qid, "status=bounced")
     dc.start()

@@ -18,6 +18,7 @@ import harness  # noqa: E402
 from harness import Server, test, main, wait_for  # noqa: E402
 from dnsmasq import DnsServer  # noqa: E402
 from peers import (SmtpPeer, submit, queue_entry, log_lines,  # noqa: E402
+                   deferred_entry,
                    wait_log_re, wait_removed, dsns)
 from dsn_check import parse_dsn  # noqa: E402
 
@@ -213,7 +214,7 @@ def dns_not_answering_defers():
         qid = submit(s, "alice@localhost", ["frank@dest.test"])
         wait_log_re(s, r"%s: to=<frank@dest\.test> .*status=deferred"
                     % qid, 60)
-        e = queue_entry(s, qid)
+        e = deferred_entry(s, qid)
         assert e is not None, "message gone"
         r = e["recipients"][0]
         assert r["state"] == "deferred" and r["attempts"] >= 1, r

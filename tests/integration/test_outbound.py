@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (Server, test, main, wait_for,  # noqa: E402
                      status_counts)
 from peers import (SmtpPeer, submit, queue_json, queue_entry,  # noqa: E402
+                   deferred_entry,
                    log_lines, wait_log_re, wait_removed, dsns, bounce_id,
                    make_cert, server_tls_context)
 from dsn_check import parse_dsn, check_dsn  # noqa: E402
@@ -180,7 +181,7 @@ def peer_down_defers_then_delivers():
     qid = submit(s, "alice@localhost", ["bob@remote.example"])
     wait_log_re(s, r"%s: to=<bob@remote\.example> relay=\S+ "
                 r"delay=\d+\.\d\d status=deferred \(" % qid)
-    e = queue_entry(s, qid)
+    e = deferred_entry(s, qid)
     assert e is not None, queue_json(s)
     r = e["recipients"][0]
     assert r["state"] == "deferred" and r["attempts"] >= 1, r
@@ -459,7 +460,7 @@ def restart_during_retry_schedule_keeps_it():
     s = gate(peer, retry_min="2s", retry_max="3s")
     qid = submit(s, "alice@localhost", ["bob@remote.example"])
     wait_log_re(s, r"%s: to=<bob@remote\.example> .*status=deferred" % qid)
-    before = queue_entry(s, qid)["recipients"][0]
+    before = deferred_entry(s, qid)["recipients"][0]
     assert before["state"] == "deferred" and before["attempts"] >= 1, before
     assert s.stop() == 0, "exit status on SIGTERM"
     # With no server: the state is on disk.
