@@ -230,6 +230,19 @@ def empty_trash():
     shutil.rmtree(TRASH, ignore_errors=True)
 
 
+def stop_proc(proc, grace):
+    """SIGTERM to a process this script started (by PID), SIGKILL after
+    grace seconds."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def quiesce():
     """Before every measured run: sync(2), so that no run pays for the
     write-back of the one before (on this machine the metadata of files a
@@ -272,13 +285,7 @@ class Sink:
         return int(m[-1]) if m else 0
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc, 10)
         self.proc = None
 
 
@@ -339,13 +346,7 @@ class Smtpgate:
         return count_dir(os.path.join(self.dir, "spool", "queue"))
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        stop_proc(self.proc, 30)
         self.proc = None
 
 

@@ -430,12 +430,14 @@ pool_take(struct spool *sp)
 	return p->nready > 0 ? p->ready[--p->nready] : -1;
 }
 
-/* A pooled file goes by this name in messages; it has none on disk. */
+/* A pooled file goes by this name in messages (it has none on disk): the
+ * directory it was made in and the message it carries. */
 static void
-name_unnamed(struct spool_msg *m, const char *dir)
+name_unnamed(struct spool_msg *m)
 {
 	m->is_unnamed = true;
-	snprintf(m->tmp_path, sizeof(m->tmp_path), "%s/(unnamed)", dir);
+	snprintf(m->tmp_path, sizeof(m->tmp_path), "%s/(unnamed file of %s)",
+	    m->sp->tmp_dir, m->id);
 }
 
 /* Names in dir (without "." entries), sorted; caller frees each and v. */
@@ -570,9 +572,10 @@ spool_msg_new(struct spool *sp, const struct envelope *env, struct err *e)
 	spool_new_id(m->id);
 	if ((m->fd = take_recycled(sp, m)) == -1 &&
 	    (m->fd = pool_take(sp)) != -1)
-		name_unnamed(m, sp->tmp_dir);
+		name_unnamed(m);
 	for (int tries = 0; m->fd == -1; tries++) {
-		spool_new_id(m->id);
+		if (tries > 0)
+			spool_new_id(m->id);	/* tmp/ID was taken */
 		if (fsio_join(m->tmp_path, sizeof(m->tmp_path), sp->tmp_dir,
 		    m->id) == -1) {
 			err_set(e, "spool: path too long in %s", sp->tmp_dir);
@@ -632,7 +635,7 @@ spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
 	    stx.stx_mnt_id == sp->pool->mnt_id &&
 	    makedev(stx.stx_dev_major, stx.stx_dev_minor) == sp->pool->dev &&
 	    (m->fd = pool_take(sp)) != -1) {
-		name_unnamed(m, sp->tmp_dir);
+		name_unnamed(m);
 		return m;
 	}
 	m->fd = open(m->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,

@@ -556,17 +556,12 @@ def queue_entry(server, qid):
 def deferred_entry(server, qid, timeout=10):
     """The queue entry of qid once its first recipient reads deferred: the
     state file is written just after the log line a test waits for, so
-    it is waited for too (then returned, or the last one seen)."""
-    last = [None]
-
+    it is waited for too."""
     def ready():
-        last[0] = queue_entry(server, qid)
-        return last[0] is not None and \
-            last[0]["recipients"][0]["state"] == "deferred"
-    end = time.time() + timeout
-    while time.time() < end and not ready():
-        time.sleep(0.05)
-    return last[0]
+        e = queue_entry(server, qid)
+        return e if e and e["recipients"][0]["state"] == "deferred" else None
+    return wait_for(ready, timeout,
+                    "%s's first recipient to read deferred" % qid)
 
 
 def log_lines(server, qid=None, text=None):
