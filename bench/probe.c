@@ -12,7 +12,12 @@
  *             threads)
  *   overwrite pwrite 5 KB + fdatasync into a file written in full and
  *             synced beforehand (16 MB, slots reused round robin): no
- *             metadata changes, the cheapest durable write there is
+ *             metadata changes
+ *   direct    the same past the page cache: O_DIRECT | O_DSYNC pwrite of
+ *             8 KB (5 KB in whole 4 KB blocks, as smtpgate's journal
+ *             writes it), one write and one cache flush; the cheapest
+ *             durable write there is (falls back to overwrite's way where
+ *             O_DIRECT is refused)
  *
  * Output: one line per measurement, "PATTERN THREADS OPS_PER_SECOND", so
  * the harness can parse it. Created files are moved aside afterwards (not
@@ -20,9 +25,8 @@
  *
  * Build: cc -O2 -pthread -o probe probe.c
  * Usage: probe DIR [SECONDS [THREADS [PATTERN]]]
- *   THREADS 1 measures serially only; PATTERN (create, rename, append or
- *   overwrite)
- *   measures that pattern only.
+ *   THREADS 1 measures serially only; PATTERN (create, rename, append,
+ *   overwrite or direct) measures that pattern only.
  */
 
 #ifndef _GNU_SOURCE
@@ -43,9 +47,11 @@
 #define PROBE_MAX_THREADS 256
 
 enum probe_kind { PROBE_CREATE, PROBE_RENAME, PROBE_APPEND,
-	PROBE_OVERWRITE };
+	PROBE_OVERWRITE, PROBE_DIRECT };
 
 #define PROBE_OVERWRITE_SLOTS	3200	/* x 5 KB = 16 MB */
+#define PROBE_BLOCKS		8192	/* 5 KB in whole 4 KB blocks */
+#define PROBE_DIRECT_SLOTS	2048	/* x 8 KB = 16 MB */
 
 struct probe_ctx {
 	const char	*dir;
@@ -60,6 +66,7 @@ struct probe_ctx {
 };
 
 static char probe_buf[PROBE_SIZE];
+static char probe_blocks[PROBE_BLOCKS] __attribute__((aligned(4096)));
 
 static double
 probe_now(void)
@@ -107,6 +114,16 @@ probe_one(struct probe_ctx *c, long seq)
 		if (pwrite(c->appendfd, probe_buf, PROBE_SIZE,
 		    slot * PROBE_SIZE) != PROBE_SIZE ||
 		    fdatasync(c->appendfd) == -1)
+			return -1;
+		return 0;
+	}
+	if (c->kind == PROBE_DIRECT) {
+		off_t slot = (off_t)((seq * c->nthreads + c->id) %
+		    PROBE_DIRECT_SLOTS);
+
+		/* O_DSYNC: durable when pwrite returns */
+		if (pwrite(c->appendfd, probe_blocks, PROBE_BLOCKS,
+		    slot * PROBE_BLOCKS) != PROBE_BLOCKS)
 			return -1;
 		return 0;
 	}
@@ -181,6 +198,30 @@ probe_run(const char *dir, enum probe_kind kind, int nthreads,
 	int appendfd = -1, newfd = -1, i;
 
 	snprintf(path, sizeof(path), "%s/append", dir);
+	if (kind == PROBE_DIRECT) {
+		/* written in full and synced first, then opened past the
+		 * page cache: not timed */
+		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
+		    0600);
+		for (i = 0; appendfd != -1 && i < PROBE_DIRECT_SLOTS; i++)
+			if (probe_write_all(appendfd, probe_blocks,
+			    PROBE_BLOCKS) == -1)
+				break;
+		if (appendfd == -1 || i < PROBE_DIRECT_SLOTS ||
+		    fsync(appendfd) == -1) {
+			perror(path);
+			exit(1);
+		}
+		close(appendfd);
+		appendfd = open(path, O_WRONLY | O_DIRECT | O_DSYNC |
+		    O_CLOEXEC);
+		if (appendfd == -1)
+			appendfd = open(path, O_WRONLY | O_DSYNC | O_CLOEXEC);
+		if (appendfd == -1) {
+			perror(path);
+			exit(1);
+		}
+	}
 	if (kind == PROBE_OVERWRITE) {
 		/* written in full and synced first: not timed */
 		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
@@ -247,7 +288,7 @@ int
 main(int argc, char **argv)
 {
 	static const char *names[] = { "create", "rename", "append",
-	    "overwrite" };
+	    "overwrite", "direct" };
 	char path[4096];
 	const char *dir;
 	double seconds = 3.0;
@@ -268,7 +309,7 @@ main(int argc, char **argv)
 		only = argv[4];
 	if (only != NULL && strcmp(only, "create") != 0 &&
 	    strcmp(only, "rename") != 0 && strcmp(only, "append") != 0 &&
-	    strcmp(only, "overwrite") != 0) {
+	    strcmp(only, "overwrite") != 0 && strcmp(only, "direct") != 0) {
 		fprintf(stderr, "probe: unknown pattern %s\n", only);
 		return 64;
 	}
@@ -277,6 +318,7 @@ main(int argc, char **argv)
 		return 64;
 	}
 	memset(probe_buf, 'x', sizeof(probe_buf));
+	memset(probe_blocks, 'x', sizeof(probe_blocks));
 	if (mkdir(dir, 0700) == -1 && errno != EEXIST) {
 		perror(dir);
 		return 1;
@@ -290,7 +332,7 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	for (k = 0; k < 4; k++) {
+	for (k = 0; k < 5; k++) {
 		int counts[2] = { 1, threads };
 
 		if (only != NULL && strcmp(only, names[k]) != 0)

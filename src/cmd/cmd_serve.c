@@ -230,6 +230,7 @@ try_pending(struct serve *sv)
 	}
 	if (sv->pending == NULL) {
 		struct err pe;
+		bool fatal;
 
 		if (sv->bind_ev)
 			event_del(sv->bind_ev);
@@ -239,6 +240,16 @@ try_pending(struct serve *sv)
 		err_clear(&pe);
 		if (spool_pool_start(sv->spool, sv->base, &pe) == -1)
 			log_warnx("%s: files are made on demand", pe.msg);
+		/* Replayed as that user too: what it puts back in a
+		 * mailbox is the mailbox owner's. */
+		err_clear(&pe);
+		if (spool_journal_start(sv->spool, sv->base, &fatal,
+		    &pe) == -1) {
+			if (fatal)
+				fatalx(EXIT_TEMPFAIL, "fatal: %s", pe.msg);
+			log_warnx("%s: direct deliveries sync their own "
+			    "files", pe.msg);
+		}
 	}
 }
 

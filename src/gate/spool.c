@@ -7,6 +7,7 @@
  * spool_commit_batch) before file and name are on stable storage.
  */
 #include "gate/spool.h"
+#include "gate/journal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -94,6 +95,7 @@ struct spool {
 	char	*state_dir;
 	char	*quarantine_dir;
 	struct spool_pool *pool;
+	struct journal *journal;	/* direct deliveries' commit log */
 };
 
 struct spool_msg {
@@ -107,6 +109,8 @@ struct spool_msg {
 	bool		 is_committed;
 	bool		 is_unnamed;	/* from the pool: no tmp name */
 	bool		 is_recycled;	/* a former queue file: cut at finish */
+	bool		 is_spilled;	/* wbuf was written out before finish */
+	bool		 has_copy;	/* wbuf holds the whole finished file */
 	/* direct: committed as final_dir/final_name instead of queue/ID */
 	char		*final_dir;
 	char		*final_name;
@@ -377,12 +381,29 @@ spool_pool_start(struct spool *sp, struct event_base *base, struct err *e)
 	return 0;
 }
 
+int
+spool_journal_start(struct spool *sp, struct event_base *base, bool *is_fatal,
+    struct err *e)
+{
+	char path[PATH_MAX];
+
+	*is_fatal = false;
+	if (sp->journal != NULL)
+		return 0;
+	if (fsio_join(path, sizeof(path), sp->dir, "journal") == -1)
+		return err_set(e, "spool: path too long in %s", sp->dir);
+	sp->journal = journal_open(path, base, is_fatal, e);
+	return sp->journal ? 0 : -1;
+}
+
 void
 spool_pool_stop(struct spool *sp)
 {
 	struct spool_pool *p = sp->pool;
 	char path[PATH_MAX];
 
+	journal_close(sp->journal, true);
+	sp->journal = NULL;
 	if (p == NULL)
 		return;
 	for (int i = 0; i < POOL_THREADS; i++)
@@ -684,6 +705,7 @@ spool_msg_write(struct spool_msg *m, const void *data, size_t len,
 {
 	m->data_len += len;
 	if (m->wbuf.len + len > SPOOL_WBUF_SIZE) {
+		m->is_spilled = true;
 		if (flush_wbuf(m, e) == -1)
 			return -1;
 		if (len > SPOOL_WBUF_SIZE) {
@@ -702,6 +724,16 @@ spool_msg_finish(struct spool_msg *m, struct err *e)
 {
 	char line[DATA_LINE_LEN + 1];
 
+	if (m->final_dir && !m->is_spilled && m->sp->journal != NULL) {
+		/* direct, all of it in wbuf: kept there for its journal
+		 * record after it is written */
+		if (fsio_write_all(m->fd, m->wbuf.data, m->wbuf.len) == -1) {
+			err_sys(e, "spool: write %s", m->tmp_path);
+			goto fail;
+		}
+		m->has_copy = true;
+		return 0;
+	}
 	if (flush_wbuf(m, e) == -1)
 		goto fail;
 	if (m->final_dir)
@@ -877,31 +909,93 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
  * or in the mailbox while the client, never having had its 250, sends it
  * again: a duplicate, never a loss (RFC 5321 section 6.1).
  */
+/*
+ * The journal's part of a commit: the linked messages whose whole file
+ * is in memory get a record, which is their sync; done[i] is set for
+ * those. The rest, or all of them when the journal cannot take them
+ * now, are synced by the caller.
+ */
+static void
+commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
+    const int *linked, int *done)
+{
+	struct journal_file *files = xcalloc(n, sizeof(*files));
+	size_t nfiles = 0;
+	struct stat st;
+	struct err e;
+
+	for (size_t i = 0; i < n; i++) {
+		struct spool_msg *m = msgs[i];
+
+		if (linked[i] != 0 || !m->has_copy || fstat(m->fd, &st) == -1)
+			continue;
+		files[nfiles].dir = m->final_dir;
+		files[nfiles].name = m->final_name;
+		files[nfiles].data = m->wbuf.data;
+		files[nfiles].len = m->wbuf.len;
+		files[nfiles].dev = st.st_dev;
+		nfiles++;
+	}
+	err_clear(&e);
+	if (nfiles > 0 && journal_commit(sp->journal, files, nfiles, &e) == 0)
+		for (size_t i = 0; i < n; i++)
+			done[i] = linked[i] == 0 && msgs[i]->has_copy;
+	else if (nfiles > 0 && e.errnum != 0)
+		/* A full journal is routine; a failed write is not. The
+		 * messages are synced the usual way either way. */
+		log_warnx("%s; syncing the messages instead", e.msg);
+	free(files);
+}
+
+/*
+ * Group commit. The order halves the syncs of the obvious one (sync each
+ * file, link, sync the directories): a finished file is complete before
+ * it is linked, so the link can come first and one sync covers data and
+ * names together. The file's writeback is started before the link so
+ * that, on a journalling file system, its blocks are allocated in the
+ * same or an earlier transaction than the link. Until that sync returns
+ * the message is visible but not acknowledged: a crash there can leave
+ * it queued (spool_load checks its length; a short one is quarantined)
+ * or in the mailbox while the client, never having had its 250, sends it
+ * again: a duplicate, never a loss (RFC 5321 section 6.1). Direct
+ * messages small enough are instead made durable by one record in the
+ * journal (journal.h), their files later, by its checkpoint.
+ */
 void
 spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
     int *results, struct err *errs)
 {
 	struct err e;
-	size_t nlinked = 0;
+	size_t nsync = 0;
+	int *tosync = xcalloc(n, sizeof(*tosync));
 
 	for (size_t i = 0; i < n; i++)
-		(void)sync_file_range(msgs[i]->fd, 0, 0,
-		    SYNC_FILE_RANGE_WRITE);
+		if (!msgs[i]->has_copy)
+			(void)sync_file_range(msgs[i]->fd, 0, 0,
+			    SYNC_FILE_RANGE_WRITE);
 	for (size_t i = 0; i < n; i++) {
 		err_clear(&errs[i]);
 		results[i] = link_final(msgs[i], &errs[i]);
-		if (results[i] == 0)
-			nlinked++;
 	}
-	if (nlinked > 0 && sync_batch(sp, msgs, n, results, &e) == -1) {
+	if (sp->journal != NULL)
+		commit_journal(sp, msgs, n, results, tosync);
+	/* tosync[i] == 0: linked, and not made durable by the journal */
+	for (size_t i = 0; i < n; i++) {
+		if (results[i] != 0)
+			tosync[i] = 1;
+		if (tosync[i] == 0)
+			nsync++;
+	}
+	if (nsync > 0 && sync_batch(sp, msgs, n, tosync, &e) == -1) {
 		/* Not durable: undo; the clients will retry. */
 		for (size_t i = 0; i < n; i++)
-			if (results[i] == 0) {
+			if (tosync[i] == 0) {
 				unlink_queued(msgs[i]);
 				errs[i] = e;
 				results[i] = -1;
 			}
 	}
+	free(tosync);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] == 0)
 			msgs[i]->is_committed = true;

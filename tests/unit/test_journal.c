@@ -1,0 +1,352 @@
+/* Unit tests: lib/crc32c.c and gate/journal.c (doc/QUEUE.md, "The
+ * journal"): what a replay after a crash puts back, and what it leaves. */
+#include "t.h"
+
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "lib/crc32c.h"
+#include "lib/err.h"
+#include "lib/fsio.h"
+#include "gate/journal.h"
+
+static char dir[64];
+static char jpath[128], newdir[128], curdir[128];
+
+static void
+test_crc32c(void)
+{
+	const char *s = "123456789";
+	char big[1000];
+
+	/* the check value of CRC-32C */
+	CHECK_INT(crc32c(0, s, 9), 0xE3069283u);
+	CHECK_INT(crc32c(0, "", 0), 0);
+	for (size_t i = 0; i < sizeof(big); i++)
+		big[i] = (char)(i * 7 + 3);
+	/* in pieces (not multiples of 8) as in one go */
+	CHECK_INT(crc32c(crc32c(crc32c(0, big, 13), big + 13, 500),
+	    big + 513, sizeof(big) - 513), crc32c(0, big, sizeof(big)));
+	big[500] ^= 1;
+	CHECK(crc32c(0, big, sizeof(big)) != crc32c(0, big, 500));
+}
+
+/* A fresh journal and mailbox for each test. */
+static void
+fresh(void)
+{
+	char cmd[512];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf %s/j && mkdir -p %s/j/mb/new "
+	    "%s/j/mb/cur %s/j/mb/tmp", dir, dir, dir, dir);
+	CHECK(system(cmd) == 0);
+	snprintf(jpath, sizeof(jpath), "%s/j/journal", dir);
+	snprintf(newdir, sizeof(newdir), "%s/j/mb/new", dir);
+	snprintf(curdir, sizeof(curdir), "%s/j/mb/cur", dir);
+}
+
+static struct journal *
+open_j(void)
+{
+	struct err e;
+	bool fatal;
+	struct journal *j;
+
+	err_clear(&e);
+	j = journal_open(jpath, NULL, &fatal, &e);
+	if (j == NULL)
+		fprintf(stderr, "  journal_open: %s\n", e.msg);
+	CHECK(j != NULL);
+	return j;
+}
+
+/* The content of message n: size bytes, different for each n. */
+static char *
+content(int n, size_t size)
+{
+	char *p = malloc(size);
+
+	for (size_t i = 0; i < size; i++)
+		p[i] = (char)('a' + (i + (size_t)n) % 26);
+	snprintf(p, size, "Subject: %d\r\n", n);
+	return p;
+}
+
+/* Delivers message n as new/m<n> and commits it to the journal. */
+static int
+deliver(struct journal *j, int n, size_t size)
+{
+	char name[32], path[256];
+	char *data = content(n, size);
+	struct journal_file f;
+	struct stat st;
+	struct err e;
+	int rc;
+
+	snprintf(name, sizeof(name), "m%d", n);
+	snprintf(path, sizeof(path), "%s/%s", newdir, name);
+	CHECK(fsio_write_atomic(newdir, name, data, size, 0600, &e) == 0);
+	CHECK(stat(newdir, &st) == 0);
+	f.dir = newdir;
+	f.name = name;
+	f.data = data;
+	f.len = size;
+	f.dev = st.st_dev;
+	err_clear(&e);
+	rc = journal_commit(j, &f, 1, &e);
+	free(data);
+	return rc;
+}
+
+/* True when path holds message n of size bytes exactly. */
+static bool
+holds(const char *path, int n, size_t size)
+{
+	char *want = content(n, size);
+	size_t len;
+	struct err e;
+	char *have = fsio_read_file(path, size + 1, &len, &e);
+	bool ok = have != NULL && len == size && memcmp(have, want, size) == 0;
+
+	free(want);
+	free(have);
+	return ok;
+}
+
+static const char *
+msg_path(int n)
+{
+	static char path[256];
+
+	snprintf(path, sizeof(path), "%s/m%d", newdir, n);
+	return path;
+}
+
+static void
+test_replay_restores(void)
+{
+	struct journal *j;
+	char cur[256];
+	int fd;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 5000), 0);
+	CHECK_INT(deliver(j, 2, 5000), 0);
+	CHECK_INT(deliver(j, 3, 70000), 0);
+	CHECK_INT(deliver(j, 4, 10), 0);
+	CHECK(journal_used(j) > 0);
+	journal_close(j, false);	/* a crash: no checkpoint */
+	/* as a power cut could leave them: 1 gone, 2 cut short, 3 zeroed;
+	 * 4 read and moved to cur/ with a flag by a mail reader */
+	CHECK(unlink(msg_path(1)) == 0);
+	CHECK(truncate(msg_path(2), 100) == 0);
+	fd = open(msg_path(3), O_WRONLY | O_TRUNC);
+	CHECK(fd != -1 && ftruncate(fd, 70000) == 0);
+	close(fd);
+	snprintf(cur, sizeof(cur), "%s/m4:2,S", curdir);
+	CHECK(rename(msg_path(4), cur) == 0);
+
+	j = open_j();
+	CHECK(holds(msg_path(1), 1, 5000));
+	CHECK(holds(msg_path(2), 2, 5000));
+	CHECK(holds(msg_path(3), 3, 70000));
+	CHECK(access(msg_path(4), F_OK) == -1);	/* not delivered twice */
+	CHECK(holds(cur, 4, 10));
+	CHECK_INT(journal_used(j), 0);		/* checkpointed */
+	journal_close(j, false);
+	/* replayed once: what the reader deletes now stays deleted */
+	CHECK(unlink(msg_path(1)) == 0);
+	j = open_j();
+	CHECK(access(msg_path(1), F_OK) == -1);
+	journal_close(j, true);
+}
+
+static void
+test_checkpoint_retires(void)
+{
+	struct journal *j;
+	struct err e;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 3000), 0);
+	err_clear(&e);
+	CHECK_INT(journal_checkpoint(j, &e), 0);
+	CHECK_INT(journal_used(j), 0);
+	CHECK_INT(deliver(j, 2, 3000), 0);
+	journal_close(j, false);
+	/* 1 was checkpointed, then expunged: it must stay gone */
+	CHECK(unlink(msg_path(1)) == 0);
+	CHECK(unlink(msg_path(2)) == 0);
+	j = open_j();
+	CHECK(access(msg_path(1), F_OK) == -1);
+	CHECK(holds(msg_path(2), 2, 3000));
+	journal_close(j, true);
+}
+
+/* Offset of the record of the k-th message committed (from 0) into a
+ * fresh journal, all of size bytes, named m<n> in newdir. */
+static off_t
+rec_off(int k, size_t size)
+{
+	size_t head = 40 + strlen(newdir) + 2 + size;	/* struct jrec: 40 */
+	size_t blocks = (head + 4095) / 4096;
+
+	return (off_t)(8192 + (size_t)k * blocks * 4096);
+}
+
+static void
+test_torn_record_ends_replay(void)
+{
+	struct journal *j;
+	char byte;
+	int fd;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 5000), 0);
+	CHECK_INT(deliver(j, 2, 5000), 0);
+	CHECK_INT(deliver(j, 3, 5000), 0);
+	journal_close(j, false);
+	/* the second record torn by the crash (one byte of its content) */
+	fd = open(jpath, O_RDWR);
+	CHECK(fd != -1);
+	CHECK(pread(fd, &byte, 1, rec_off(1, 5000) + 3000) == 1);
+	byte ^= 0x55;
+	CHECK(pwrite(fd, &byte, 1, rec_off(1, 5000) + 3000) == 1);
+	close(fd);
+	for (int n = 1; n <= 3; n++)
+		CHECK(unlink(msg_path(n)) == 0);
+	j = open_j();
+	CHECK(holds(msg_path(1), 1, 5000));
+	/* nothing from the torn record on (never acknowledged) */
+	CHECK(access(msg_path(2), F_OK) == -1);
+	CHECK(access(msg_path(3), F_OK) == -1);
+	journal_close(j, true);
+}
+
+static void
+test_ring_wraps(void)
+{
+	/* 18,000 bytes: five blocks a record, and 2,046 ring blocks are
+	 * not a multiple of five, so the ring wraps with a gap */
+	const size_t size = 18000;
+	struct journal *j;
+	struct err e;
+	int n;
+
+	fresh();
+	j = open_j();
+	for (n = 1; n <= 400; n++) {
+		CHECK_INT(deliver(j, n, size), 0);
+		if (n % 50 == 0) {
+			err_clear(&e);
+			CHECK_INT(journal_checkpoint(j, &e), 0);
+		}
+	}
+	/* 401..420 cross the end of the ring; no checkpoint after them */
+	for (; n <= 420; n++)
+		CHECK_INT(deliver(j, n, size), 0);
+	journal_close(j, false);
+	for (n = 390; n <= 420; n++)
+		CHECK(unlink(msg_path(n)) == 0);
+	j = open_j();
+	for (n = 390; n <= 400; n++)
+		CHECK(access(msg_path(n), F_OK) == -1);
+	for (n = 401; n <= 420; n++)
+		CHECK(holds(msg_path(n), n, size));
+	CHECK_INT(journal_used(j), 0);
+	journal_close(j, true);
+}
+
+static void
+test_full_then_checkpoint(void)
+{
+	struct journal *j;
+	struct err e;
+	int n, ok = 0;
+
+	fresh();
+	j = open_j();
+	for (n = 1; n <= 2000; n++) {
+		if (deliver(j, n, 5000) != 0)
+			break;
+		ok++;
+	}
+	/* full before it would overwrite a record it still needs */
+	CHECK(ok > 900 && ok < 1100);
+	err_clear(&e);
+	CHECK_INT(journal_checkpoint(j, &e), 0);
+	CHECK_INT(deliver(j, 5000, 5000), 0);
+	journal_close(j, false);
+	for (int k = 1; k <= ok; k++)
+		CHECK(unlink(msg_path(k)) == 0);
+	CHECK(unlink(msg_path(5000)) == 0);
+	j = open_j();
+	CHECK(access(msg_path(1), F_OK) == -1);
+	CHECK(holds(msg_path(5000), 5000, 5000));
+	journal_close(j, true);
+}
+
+static void
+test_open_errors(void)
+{
+	struct journal *j, *j2;
+	struct err e;
+	bool fatal;
+	char zero[4096] = { 0 };
+	int fd;
+
+	fresh();
+	j = open_j();
+	/* a second server on the same spool: refused, not fatal */
+	err_clear(&e);
+	j2 = journal_open(jpath, NULL, &fatal, &e);
+	CHECK(j2 == NULL);
+	CHECK(!fatal);
+	CHECK(strstr(e.msg, "lock") != NULL);
+	journal_close(j, true);
+	/* both header slots unreadable: fatal, with the path */
+	fd = open(jpath, O_WRONLY);
+	CHECK(fd != -1);
+	CHECK(pwrite(fd, zero, sizeof(zero), 0) == sizeof(zero));
+	CHECK(pwrite(fd, zero, sizeof(zero), 4096) == sizeof(zero));
+	close(fd);
+	err_clear(&e);
+	j2 = journal_open(jpath, NULL, &fatal, &e);
+	CHECK(j2 == NULL);
+	CHECK(fatal);
+	CHECK(strstr(e.msg, jpath) != NULL);
+	/* a file of the wrong size */
+	CHECK(truncate(jpath, 12345) == 0);
+	err_clear(&e);
+	CHECK(journal_open(jpath, NULL, &fatal, &e) == NULL);
+	CHECK(fatal);
+	CHECK(strstr(e.msg, "12345") != NULL);
+}
+
+int
+main(void)
+{
+	char tmpl[] = "/tmp/smtpgate-journal.XXXXXX";
+
+	snprintf(dir, sizeof(dir), "%s", mkdtemp(tmpl));
+	RUN(test_crc32c);
+	RUN(test_replay_restores);
+	RUN(test_checkpoint_retires);
+	RUN(test_torn_record_ends_replay);
+	RUN(test_ring_wraps);
+	RUN(test_full_then_checkpoint);
+	RUN(test_open_errors);
+	{
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+		if (system(cmd) != 0)
+			fprintf(stderr, "cannot remove %s\n", dir);
+	}
+	T_EXIT();
+}
