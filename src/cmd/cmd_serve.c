@@ -230,7 +230,6 @@ try_pending(struct serve *sv)
 	}
 	if (sv->pending == NULL) {
 		struct err pe;
-		bool fatal;
 
 		if (sv->bind_ev)
 			event_del(sv->bind_ev);
@@ -240,16 +239,10 @@ try_pending(struct serve *sv)
 		err_clear(&pe);
 		if (spool_pool_start(sv->spool, sv->base, &pe) == -1)
 			log_warnx("%s: files are made on demand", pe.msg);
-		/* Replayed as that user too: what it puts back in a
-		 * mailbox is the mailbox owner's. */
 		err_clear(&pe);
-		if (spool_journal_start(sv->spool, sv->base, &fatal,
-		    &pe) == -1) {
-			if (fatal)
-				fatalx(EXIT_TEMPFAIL, "fatal: %s", pe.msg);
+		if (spool_journal_start(sv->spool, sv->base, &pe) == -1)
 			log_warnx("%s: direct deliveries sync their own "
 			    "files", pe.msg);
-		}
 	}
 }
 
@@ -453,6 +446,18 @@ cmd_serve(int argc, char **argv)
 	n = spool_recover(sv.spool, recovered, &sv, &e);
 	if (n == -1)
 		fatalx(EXIT_TEMPFAIL, "fatal: spool recovery: %s", e.msg);
+	/* Mailbox files committed by the journal and not yet synced at the
+	 * last stop are put back now, before any connection. */
+	{
+		bool fatal;
+
+		if (spool_journal_open(sv.spool, &fatal, &e) == -1) {
+			if (fatal)
+				fatalx(EXIT_TEMPFAIL, "fatal: %s", e.msg);
+			log_warnx("%s: direct deliveries sync their own "
+			    "files", e.msg);
+		}
+	}
 	log_info("spool %s recovered: %ld message(s) queued",
 	    sv.rt->cfg->spool_dir, n);
 	stats.queue_size = (unsigned long long)n;

@@ -65,8 +65,12 @@ struct jhead {
 	uint64_t	tail_seq;
 	uint64_t	gen;		/* which slot is newer */
 	uint32_t	crc;		/* of the struct with crc = 0 */
-	uint32_t	pad;
+	uint32_t	flags;		/* JHEAD_DIRTY */
 };
+
+/* A sync failed: at the next start every recorded file is rewritten, even
+ * one that reads back whole (its pages may never have reached the disk). */
+#define JHEAD_DIRTY	1u
 
 struct jrec {
 	char		magic[8];
@@ -87,25 +91,31 @@ struct jfs {
 
 struct journal {
 	char		*path;
-	int		 fd;
-	int		 lock_fd;	/* holds the flock, when not fd */
+	char		*quarantine_dir;	/* for records not put back */
+	int		 fd;		/* writes (O_DIRECT when it can) */
+	int		 read_fd;	/* reads; holds the flock */
 	bool		 is_direct;	/* O_DIRECT | O_DSYNC writes */
+	/* the ring and the file systems; held across a commit's write */
 	pthread_mutex_t	 lock;
 	uint64_t	 head_off, head_seq;	/* next record */
 	uint64_t	 tail_off, tail_seq;	/* oldest record kept */
 	uint64_t	 gen;			/* of the last header */
 	size_t		 used;		/* ring bytes from tail to head */
 	uint64_t	 broken_seq;	/* a failed write lies before it: no
-					 * commit until a checkpoint passes */
+					 * commit until a checkpoint passes
+					 * it (UINT64_MAX: never again) */
 	struct jfs	 fs[JOURNAL_MAX_FS];
 	size_t		 nfs;
-	/* background checkpoints (with an event base) */
+	/* one checkpoint at a time */
+	pthread_mutex_t	 ck_lock;
+	bool		 is_dirty;	/* JHEAD_DIRTY; under ck_lock */
+	/* background checkpoints (journal_start) */
 	struct event	*timer;
 	struct worker	*worker;
-	bool		 is_timer_armed;	/* under lock */
-	bool		 is_busy;		/* loop only */
+	bool		 is_timer_armed;	/* atomic */
 	struct err	 ck_err;
 	int		 ck_result;
+	bool		 ck_did;
 	time_t		 ck_logged;
 };
 
@@ -169,10 +179,11 @@ write_durable(struct journal *j, const void *data, size_t len, off_t off,
 	return 0;
 }
 
-/* Writes the header slot after the last one with the given tail. */
+/* Writes the header slot after the last one with the given tail; under
+ * lock. */
 static int
 write_head(struct journal *j, uint64_t tail_off, uint64_t tail_seq,
-    struct err *e)
+    uint32_t flags, struct err *e)
 {
 	struct jhead *h = block_alloc(JBLOCK);
 	uint64_t gen = j->gen + 1;
@@ -182,6 +193,7 @@ write_head(struct journal *j, uint64_t tail_off, uint64_t tail_seq,
 	h->tail_off = tail_off;
 	h->tail_seq = tail_seq;
 	h->gen = gen;
+	h->flags = flags;
 	h->crc = head_crc(h);
 	rc = write_durable(j, h, JBLOCK, (off_t)(gen % 2) * JBLOCK, e);
 	free(h);
@@ -191,9 +203,9 @@ write_head(struct journal *j, uint64_t tail_off, uint64_t tail_seq,
 }
 
 /* Makes a new journal at path: zeros under a temporary name, a header,
- * synced, then renamed into place. */
+ * synced, then renamed into place; uid's when made by root. */
 static int
-create(const char *path, struct err *e)
+create(const char *path, uid_t uid, gid_t gid, struct err *e)
 {
 	char tmp[PATH_MAX], dir[PATH_MAX], *slash;
 	char *zeros = xcalloc(1, 1024 * 1024);
@@ -201,14 +213,20 @@ create(const char *path, struct err *e)
 	int fd, rc = -1;
 
 	if (snprintf(tmp, sizeof(tmp), "%s.new", path) >= (int)sizeof(tmp) ||
-	    str_copy(dir, path, sizeof(dir)) >= sizeof(dir))
+	    str_copy(dir, path, sizeof(dir)) >= sizeof(dir)) {
+		err_set(e, "journal: path too long: %s", path);
 		goto out;
+	}
 	if ((slash = strrchr(dir, '/')) != NULL)
 		*slash = '\0';
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1) {
 		err_sys(e, "journal: create %s", tmp);
 		goto out;
+	}
+	if (geteuid() == 0 && uid != 0 && fchown(fd, uid, gid) == -1) {
+		err_sys(e, "journal: chown %s", tmp);
+		goto fail;
 	}
 	for (size_t off = 0; off < JOURNAL_SIZE; off += 1024 * 1024)
 		if (fsio_write_all(fd, zeros, 1024 * 1024) == -1) {
@@ -316,52 +334,115 @@ find_current(const char *dir, const char *name, char *out, size_t size)
 	closedir(d);
 }
 
+enum restore_mode {
+	RESTORE_REPLAY,		/* after a stop: put back what is missing or
+				 * not what was recorded */
+	RESTORE_FORCE,		/* after a stop that followed a failed sync:
+				 * also rewrite what looks whole (its pages
+				 * may not be on the disk) */
+	RESTORE_REWRITE,	/* running, after a failed sync: rewrite what
+				 * is there; what is gone was deleted */
+};
+
+/* The directory for dir's temporary files: its Maildir's tmp/ for a new/,
+ * else dir itself. */
+static int
+tmp_dir_of(const char *dir, char *out, size_t size)
+{
+	size_t dlen = strlen(dir);
+	int n = dlen >= 4 && strcmp(dir + dlen - 4, "/new") == 0 ?
+	    snprintf(out, size, "%.*s/tmp", (int)(dlen - 4), dir) :
+	    snprintf(out, size, "%s", dir);
+
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 /*
- * Puts back one recorded file: written in full under a temporary name
- * next to it, synced, then renamed over a damaged copy or linked where
- * none is left. Returns 1 when it put something back, 0 when the file
- * was already whole.
+ * Puts back one recorded file as mode says (not with fsio_write_atomic:
+ * its temporary name next to the file can exceed NAME_MAX for a long
+ * Maildir name, and the file may have to be given to the mailbox's
+ * owner): written in full under a
+ * temporary name, synced, then renamed over the copy found (or into
+ * dir/name when none is left and mode allows), and the directory synced.
+ * A root process gives the file to dir's owner. *put_back tells whether
+ * anything was written.
  */
 static int
-restore(const char *dir, const char *name, const void *data, size_t len,
-    struct err *e)
+restore(const char *dir, const char *name, uint64_t seq, const void *data,
+    size_t len, enum restore_mode mode, bool *put_back, struct err *e)
 {
-	char now[PATH_MAX], tmp[PATH_MAX];
+	char now[PATH_MAX], tmpdir[PATH_MAX], tmp[PATH_MAX];
 	const char *was;
-	int fd, rc;
+	struct stat st;
+	int fd;
 
+	*put_back = false;
 	find_current(dir, name, now, sizeof(now));
-	if (now[0] != '\0' && same_content(now, data, len))
+	if (now[0] == '\0' && mode == RESTORE_REWRITE)
+		return 0;	/* delivered, then deleted by its reader */
+	if (now[0] != '\0' && mode == RESTORE_REPLAY &&
+	    same_content(now, data, len))
 		return 0;
-	was = now[0] != '\0' ? "incomplete" : "missing";
-	if (fsio_mkdirs(dir, 0700, e) == -1)
-		return -1;
-	if (snprintf(tmp, sizeof(tmp), "%s/.%s.journal", dir, name) >=
-	    (int)sizeof(tmp))
-		return err_set(e, "journal: path too long in %s", dir);
+	was = now[0] == '\0' ? "missing" : mode == RESTORE_REPLAY ?
+	    "incomplete" : "not known to be on the disk";
+	if (now[0] == '\0' && fsio_join(now, sizeof(now), dir, name) == -1)
+		return err_set(e, "journal: bad name %s/%s", dir, name);
+	if (tmp_dir_of(dir, tmpdir, sizeof(tmpdir)) == -1 ||
+	    fsio_mkdirs(dir, 0700, e) == -1 ||
+	    fsio_mkdirs(tmpdir, 0700, e) == -1 || stat(dir, &st) == -1)
+		return e->msg[0] ? -1 : err_sys(e, "journal: %s", dir);
+	if (snprintf(tmp, sizeof(tmp), "%s/.journal.%llu.%ld", tmpdir,
+	    (unsigned long long)seq, (long)getpid()) >= (int)sizeof(tmp))
+		return err_set(e, "journal: path too long in %s", tmpdir);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1)
 		return err_sys(e, "journal: create %s", tmp);
-	if (fsio_write_all(fd, data, len) == -1 || fsync(fd) == -1) {
+	if ((geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) == -1) ||
+	    fsio_write_all(fd, data, len) == -1 || fsync(fd) == -1) {
 		err_sys(e, "journal: write %s", tmp);
 		(void)close(fd);
 		(void)unlink(tmp);
 		return -1;
 	}
-	(void)close(fd);
-	if (now[0] == '\0' && fsio_join(now, sizeof(now), dir, name) == -1) {
-		(void)unlink(tmp);
-		return err_set(e, "journal: bad name %s/%s", dir, name);
-	}
-	rc = rename(tmp, now);
-	if (rc == -1) {
-		err_sys(e, "journal: rename %s -> %s", tmp, now);
+	if (close(fd) == -1 || rename(tmp, now) == -1) {
+		err_sys(e, "journal: put back %s", now);
 		(void)unlink(tmp);
 		return -1;
 	}
-	log_warnx("journal: restored %s (%zu bytes): it was %s after the "
-	    "last stop", now, len, was);
-	return 1;
+	if (fsio_fsync_dir(dir, e) == -1)
+		return -1;
+	*put_back = true;
+	log_warnx("journal: restored %s (%zu bytes): it was %s", now, len,
+	    was);
+	return 0;
+}
+
+/* A record that cannot be put back is kept whole in the quarantine, so
+ * that nothing acknowledged is dropped and the next start goes on. */
+static int
+quarantine(struct journal *j, uint64_t seq, const char *dir,
+    const char *name, const void *data, size_t len, const char *why,
+    struct err *e)
+{
+	char qname[64], reason[PATH_MAX + 600];
+
+	if (j->quarantine_dir == NULL)
+		return err_set(e, "%s", why);
+	snprintf(reason, sizeof(reason), "journal record %llu for %s/%s: %s\n",
+	    (unsigned long long)seq, dir, name, why);
+	snprintf(qname, sizeof(qname), "journal-%llu",
+	    (unsigned long long)seq);
+	if (fsio_write_atomic(j->quarantine_dir, qname, data, len, 0600,
+	    e) == -1)
+		return -1;
+	snprintf(qname, sizeof(qname), "journal-%llu.reason",
+	    (unsigned long long)seq);
+	if (fsio_write_atomic(j->quarantine_dir, qname, reason,
+	    strlen(reason), 0600, e) == -1)
+		return -1;
+	log_warnx("journal: cannot put back %s/%s (%s); kept as %s/journal-%llu",
+	    dir, name, why, j->quarantine_dir, (unsigned long long)seq);
+	return 0;
 }
 
 /* Reads the record at off if it is whole and has sequence seq: its
@@ -416,109 +497,180 @@ read_heads(struct journal *j, struct err *e)
 	j->tail_off = j->head_off = h[best].tail_off;
 	j->tail_seq = j->head_seq = h[best].tail_seq;
 	j->gen = h[best].gen;
+	j->is_dirty = (h[best].flags & JHEAD_DIRTY) != 0;
 	return 0;
 }
 
-/* Replays the records after the last checkpoint; leaves the head after
- * the last one. */
+/*
+ * Follows the records from off/seq while each is whole and has the next
+ * sequence number, up to end_seq (not included), putting back their
+ * files as mode says. *off and *seq end after the last record; *used
+ * grows by the ring bytes walked. Counts in *nrec and *nput.
+ */
 static int
-replay(struct journal *j, struct err *e)
+walk(struct journal *j, int fd, uint64_t *off, uint64_t *seq,
+    uint64_t end_seq, enum restore_mode mode, size_t *used,
+    unsigned long *nrec, unsigned long *nput, struct err *e)
 {
-	unsigned long nrec = 0, nrestored = 0;
-
-	for (;;) {
+	while (*seq < end_seq) {
 		struct jrec r;
-		char *rest = read_rec(j->fd, j->head_off, j->head_seq, &r);
+		char *rest = read_rec(fd, *off, *seq, &r);
 		char dir[PATH_MAX], name[NAME_MAX + 1];
+		struct err re;
 		struct stat st;
+		bool put_back;
 		int rc;
 
-		if (rest == NULL && j->head_off != RING_START) {
+		if (rest == NULL && *off != RING_START) {
 			/* the writer started again at the ring's start */
-			rest = read_rec(j->fd, RING_START, j->head_seq, &r);
+			rest = read_rec(fd, RING_START, *seq, &r);
 			if (rest != NULL) {
-				j->used += JOURNAL_SIZE - j->head_off;
-				j->head_off = RING_START;
+				*used += JOURNAL_SIZE - *off;
+				*off = RING_START;
 			}
 		}
-		if (rest == NULL)
+		if (rest == NULL) {
+			if (end_seq != UINT64_MAX)
+				return err_set(e, "journal: record %llu of %s "
+				    "cannot be read back",
+				    (unsigned long long)*seq, j->path);
 			break;
+		}
 		memcpy(dir, rest, r.dir_len);
 		dir[r.dir_len] = '\0';
 		memcpy(name, rest + r.dir_len, r.name_len);
 		name[r.name_len] = '\0';
-		rc = strchr(name, '/') != NULL || dir[0] != '/' ?
-		    err_set(e, "journal: bad record %llu in %s",
-		    (unsigned long long)r.seq, j->path) :
-		    restore(dir, name, rest + r.dir_len + r.name_len,
-		    (size_t)r.data_len, e);
+		err_clear(&re);
+		if (strchr(name, '/') != NULL || dir[0] != '/')
+			err_set(&re, "not a file name");
+		else if (restore(dir, name, r.seq, rest + r.dir_len +
+		    r.name_len, (size_t)r.data_len, mode, &put_back, &re) == 0)
+			*nput += put_back;
+		if (re.msg[0] && (mode == RESTORE_REWRITE ||
+		    quarantine(j, r.seq, dir, name, rest + r.dir_len +
+		    r.name_len, (size_t)r.data_len, re.msg, e) == -1)) {
+			if (mode == RESTORE_REWRITE)
+				*e = re;
+			free(rest);
+			return -1;
+		}
 		free(rest);
-		if (rc == -1)
-			return -1;
-		nrestored += (unsigned long)rc;
-		if (stat(dir, &st) == -1)
-			return err_sys(e, "journal: stat %s", dir);
-		if (note_fs(j, st.st_dev, dir, e) == -1)
-			return -1;
-		nrec++;
-		j->head_off += r.size;
-		j->head_seq++;
-		j->used += r.size;
-		if (j->head_off == JOURNAL_SIZE)
-			j->head_off = RING_START;
+		/* its file system is synced with the others (a quarantined
+		 * record was synced where it went) */
+		if (!re.msg[0] && stat(dir, &st) == 0 && S_ISDIR(st.st_mode)) {
+			pthread_mutex_lock(&j->lock);
+			rc = note_fs(j, st.st_dev, dir, e);
+			pthread_mutex_unlock(&j->lock);
+			if (rc == -1)
+				return -1;
+		}
+		(*nrec)++;
+		*off += r.size;
+		(*seq)++;
+		*used += r.size;
+		if (*off == JOURNAL_SIZE)
+			*off = RING_START;
 	}
-	if (nrec > 0)
-		log_info("journal: %lu record(s) after the last checkpoint in "
-		    "%s, %lu file(s) restored", nrec, j->path, nrestored);
 	return 0;
 }
 
 /* --- checkpoints ------------------------------------------------------- */
 
-int
-journal_checkpoint(struct journal *j, struct err *e)
+/* Syncs the file systems of the recorded files: syncfs writes every file
+ * and directory; on ext4 without a journal it writes inode tables and
+ * directories after its cache flush, so the fsync of a directory there
+ * flushes once more. */
+static int
+sync_all(const int *fds, char *const *dirs, size_t nfs, struct err *e)
 {
-	uint64_t off, seq;
-	size_t used;
-	int fds[JOURNAL_MAX_FS];
-	const char *dirs[JOURNAL_MAX_FS];
-	size_t nfs;
-	int rc = 0;
+	for (size_t i = 0; i < nfs; i++)
+		if (syncfs(fds[i]) == -1 || fsync(fds[i]) == -1)
+			return err_sys(e, "journal: sync the file system of %s",
+			    dirs[i]);
+	return 0;
+}
 
+/* The checkpoint; *did tells whether there were records to retire. */
+static int
+checkpoint(struct journal *j, bool *did, struct err *e)
+{
+	uint64_t off, seq, tail_off, tail_seq;
+	int fds[JOURNAL_MAX_FS];
+	char *dirs[JOURNAL_MAX_FS];
+	size_t used, nfs;
+	int rc;
+
+	*did = false;
+	pthread_mutex_lock(&j->ck_lock);
 	pthread_mutex_lock(&j->lock);
 	off = j->head_off;
 	seq = j->head_seq;
 	used = j->used;
+	tail_off = j->tail_off;
+	tail_seq = j->tail_seq;
 	nfs = j->nfs;
 	for (size_t i = 0; i < nfs; i++) {
 		fds[i] = j->fs[i].fd;
 		dirs[i] = j->fs[i].dir;
 	}
-	if (seq == j->tail_seq && j->broken_seq == 0) {
-		pthread_mutex_unlock(&j->lock);
+	pthread_mutex_unlock(&j->lock);
+	if (seq == tail_seq && !j->is_dirty) {
+		pthread_mutex_unlock(&j->ck_lock);
 		return 0;
 	}
-	pthread_mutex_unlock(&j->lock);
-	/*
-	 * syncfs writes every file and directory; on ext4 without a journal
-	 * it writes inode tables and directories after its cache flush, so
-	 * the fsync of a directory there flushes once more. Only then may
-	 * the header say the records are no longer needed.
-	 */
-	for (size_t i = 0; i < nfs && rc == 0; i++)
-		if (syncfs(fds[i]) == -1 || fsync(fds[i]) == -1)
-			rc = err_sys(e, "journal: sync the file system of %s",
-			    dirs[i]);
-	pthread_mutex_lock(&j->lock);
-	if (rc == 0 && (rc = write_head(j, off, seq, e)) == 0) {
-		j->tail_off = off;
-		j->tail_seq = seq;
-		j->used -= used;
-		if (j->broken_seq != 0 && j->broken_seq <= seq)
-			j->broken_seq = 0;
+	*did = true;
+	rc = sync_all(fds, dirs, nfs, e);
+	if (rc == -1) {
+		/*
+		 * A failed write-back leaves its pages clean: the next sync
+		 * would succeed without writing them. Every file since the
+		 * tail is written again, on its own, with its own sync. If
+		 * that fails too the records stay, the header says so (the
+		 * next start rewrites them all), and commits sync their own
+		 * files from now on.
+		 */
+		struct err re;
+		unsigned long nrec = 0, nput = 0;
+		size_t walked = 0;
+		uint64_t o = tail_off, q = tail_seq;
+
+		err_clear(&re);
+		log_warnx("%s; writing the files of the journal's records "
+		    "again", e->msg);
+		if (walk(j, j->read_fd, &o, &q, seq, RESTORE_REWRITE, &walked,
+		    &nrec, &nput, &re) == 0 && q == seq)
+			rc = 0;
+		else {
+			*e = re;
+			pthread_mutex_lock(&j->lock);
+			j->broken_seq = UINT64_MAX;
+			(void)write_head(j, tail_off, tail_seq, JHEAD_DIRTY, &re);
+			pthread_mutex_unlock(&j->lock);
+			j->is_dirty = true;
+		}
 	}
-	pthread_mutex_unlock(&j->lock);
+	if (rc == 0) {
+		pthread_mutex_lock(&j->lock);
+		if ((rc = write_head(j, off, seq, 0, e)) == 0) {
+			j->tail_off = off;
+			j->tail_seq = seq;
+			j->used -= used;
+			j->is_dirty = false;
+			if (j->broken_seq != 0 && j->broken_seq <= seq)
+				j->broken_seq = 0;
+		}
+		pthread_mutex_unlock(&j->lock);
+	}
+	pthread_mutex_unlock(&j->ck_lock);
 	return rc;
+}
+
+int
+journal_checkpoint(struct journal *j, struct err *e)
+{
+	bool did;
+
+	return checkpoint(j, &did, e);
 }
 
 /* On the journal's thread. */
@@ -528,30 +680,25 @@ checkpoint_work(void *arg)
 	struct journal *j = arg;
 
 	err_clear(&j->ck_err);
-	j->ck_result = journal_checkpoint(j, &j->ck_err);
+	j->ck_result = checkpoint(j, &j->ck_did, &j->ck_err);
 }
 
 static void	arm_timer(struct journal *j);
 
-/* Back on the loop. */
+/* Back on the loop; takes no lock that a commit holds across its write. */
 static void
 checkpoint_done(void *arg)
 {
 	struct journal *j = arg;
 	time_t now = time(NULL);
 
-	j->is_busy = false;
 	if (j->ck_result == -1 && now != j->ck_logged) {
-		/* The records stay; new commits sync their files once the
-		 * journal is full. Tried again at the next tick. */
 		log_warnx("%s; retrying", j->ck_err.msg);
 		j->ck_logged = now;
 	}
-	if (journal_used(j) > 0) {
-		pthread_mutex_lock(&j->lock);
+	/* Records left, or ones committed meanwhile: another tick. */
+	if (j->ck_did || j->ck_result == -1)
 		arm_timer(j);
-		pthread_mutex_unlock(&j->lock);
-	}
 }
 
 static void
@@ -559,25 +706,24 @@ on_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct journal *j = arg;
 
-	pthread_mutex_lock(&j->lock);
-	j->is_timer_armed = false;
-	pthread_mutex_unlock(&j->lock);
-	if (j->is_busy)
-		return;		/* checkpoint_done arms it again */
-	j->is_busy = true;
+	__atomic_store_n(&j->is_timer_armed, false, __ATOMIC_SEQ_CST);
 	worker_submit(j->worker, checkpoint_work, checkpoint_done, j);
 }
 
-/* Under lock; any thread (libevent is set up for threads). */
+/* Any thread (libevent is set up for threads). */
 static void
 arm_timer(struct journal *j)
 {
 	struct timeval tv = { 0, CHECKPOINT_MS * 1000 };
 
-	if (j->timer == NULL || j->is_timer_armed)
+	if (j->timer == NULL ||
+	    __atomic_exchange_n(&j->is_timer_armed, true, __ATOMIC_SEQ_CST))
 		return;
-	j->is_timer_armed = true;
-	event_add(j->timer, &tv);
+	if (event_add(j->timer, &tv) == -1) {
+		__atomic_store_n(&j->is_timer_armed, false, __ATOMIC_SEQ_CST);
+		log_warnx("journal: cannot arm its timer; records wait for "
+		    "the next commit");
+	}
 }
 
 size_t
@@ -660,10 +806,11 @@ journal_commit(struct journal *j, const struct journal_file *files,
 		j->head_off = RING_START;
 	if (rc == -1)
 		j->broken_seq = j->head_seq;
-	arm_timer(j);
 out:
 	pthread_mutex_unlock(&j->lock);
 	free(buf);
+	if (rc == 0)
+		arm_timer(j);
 	return rc;
 }
 
@@ -682,16 +829,40 @@ free_journal(struct journal *j)
 	}
 	if (j->fd != -1)
 		(void)close(j->fd);
-	if (j->lock_fd != -1)
-		(void)close(j->lock_fd);
+	if (j->read_fd != -1 && j->read_fd != j->fd)
+		(void)close(j->read_fd);
 	pthread_mutex_destroy(&j->lock);
+	pthread_mutex_destroy(&j->ck_lock);
 	free(j->path);
+	free(j->quarantine_dir);
 	free(j);
 }
 
+/* Replays the records after the last checkpoint, then checkpoints. */
+static int
+replay(struct journal *j, struct err *e)
+{
+	unsigned long nrec = 0, nput = 0;
+
+	if (walk(j, j->fd, &j->head_off, &j->head_seq, UINT64_MAX,
+	    j->is_dirty ? RESTORE_FORCE : RESTORE_REPLAY, &j->used, &nrec,
+	    &nput, e) == -1)
+		return -1;
+	if (nrec > 0)
+		log_info("journal: %lu record(s) after the last checkpoint in "
+		    "%s, %lu file(s) put back", nrec, j->path, nput);
+	/*
+	 * Sequence numbers go on well past anything the ring can hold: a
+	 * record of a group torn by the crash may lie, whole, after the one
+	 * where the replay stopped, and must never pass for a later one.
+	 */
+	j->head_seq += RING_SIZE / JBLOCK + 1;
+	return journal_checkpoint(j, e);
+}
+
 struct journal *
-journal_open(const char *path, struct event_base *base, bool *is_fatal,
-    struct err *e)
+journal_open(const char *path, const char *quarantine_dir, uid_t uid,
+    gid_t gid, bool *is_fatal, struct err *e)
 {
 	struct journal *j = xcalloc(1, sizeof(*j));
 	struct stat st;
@@ -699,9 +870,11 @@ journal_open(const char *path, struct event_base *base, bool *is_fatal,
 
 	*is_fatal = false;
 	j->path = xstrdup(path);
-	j->fd = j->lock_fd = -1;
+	j->quarantine_dir = quarantine_dir ? xstrdup(quarantine_dir) : NULL;
+	j->fd = j->read_fd = -1;
 	pthread_mutex_init(&j->lock, NULL);
-	if (access(path, F_OK) == -1 && create(path, e) == -1)
+	pthread_mutex_init(&j->ck_lock, NULL);
+	if (access(path, F_OK) == -1 && create(path, uid, gid, e) == -1)
 		goto fail;
 	/* From here on it may hold acknowledged mail. */
 	*is_fatal = true;
@@ -724,25 +897,16 @@ journal_open(const char *path, struct event_base *base, bool *is_fatal,
 		    (long long)st.st_size, JOURNAL_SIZE);
 		goto fail;
 	}
-	if (read_heads(j, e) == -1 || replay(j, e) == -1 ||
-	    journal_checkpoint(j, e) == -1)
+	if (read_heads(j, e) == -1 || replay(j, e) == -1)
 		goto fail;
 	/* From here on whole blocks are written past the page cache: each
 	 * commit is one write and one flush. The first descriptor keeps the
-	 * lock (another descriptor of ours would conflict with it). */
+	 * lock (another of ours would conflict with it) and reads records
+	 * back after a failed sync. */
+	j->read_fd = j->fd;
 	if ((fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC)) != -1) {
-		j->lock_fd = j->fd;
 		j->fd = fd;
 		j->is_direct = true;
-	}
-	if (base != NULL) {
-		j->timer = evtimer_new(base, on_timer, j);
-		j->worker = worker_new(base);
-		if (j->timer == NULL || j->worker == NULL) {
-			*is_fatal = false;
-			err_set(e, "journal: cannot start its thread");
-			goto fail;
-		}
 	}
 	return j;
 fail:
@@ -750,8 +914,22 @@ fail:
 	return NULL;
 }
 
+int
+journal_start(struct journal *j, struct event_base *base, struct err *e)
+{
+	if (j->worker != NULL)
+		return 0;
+	j->timer = evtimer_new(base, on_timer, j);
+	j->worker = worker_new(base);
+	if (j->timer == NULL || j->worker == NULL)
+		return err_set(e, "journal: cannot start its thread");
+	if (journal_used(j) > 0)
+		arm_timer(j);
+	return 0;
+}
+
 void
-journal_close(struct journal *j, bool checkpoint)
+journal_close(struct journal *j, bool checkpoint_first)
 {
 	struct err e;
 
@@ -762,7 +940,7 @@ journal_close(struct journal *j, bool checkpoint)
 		j->worker = NULL;
 	}
 	err_clear(&e);
-	if (checkpoint && journal_checkpoint(j, &e) == -1)
+	if (checkpoint_first && journal_checkpoint(j, &e) == -1)
 		log_warnx("%s; its records are replayed at the next start",
 		    e.msg);
 	free_journal(j);

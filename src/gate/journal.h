@@ -37,16 +37,22 @@ struct journal_file {
 };
 
 /*
- * Opens path (making it when missing) and replays it: every recorded
- * file newer than the last checkpoint is put back, then made durable
- * with the rest. With base, a timer and a thread of its own checkpoint
- * in the background; without (tests), only journal_checkpoint does.
- * NULL with e set on error; *is_fatal then tells a journal that exists
- * and could not be replayed (acknowledged mail may depend on it) from
- * one that could not be made.
+ * Opens path (making it when missing, uid's when made by root) and
+ * replays it: every recorded file newer than the last checkpoint that is
+ * missing or not what was recorded is put back (a root process gives it
+ * to its directory's owner; one that cannot be put back is kept in
+ * quarantine_dir as journal-SEQ with journal-SEQ.reason), then all of
+ * them are made durable. NULL with e set on error; *is_fatal then tells
+ * a journal that exists and could not be replayed (acknowledged mail may
+ * depend on it) from one that could not be made or that another process
+ * holds.
  */
-struct journal	*journal_open(const char *path, struct event_base *base,
-		    bool *is_fatal, struct err *e);
+struct journal	*journal_open(const char *path, const char *quarantine_dir,
+		    uid_t uid, gid_t gid, bool *is_fatal, struct err *e);
+/* Checkpoints in the background from now on: a timer on base's loop and
+ * a thread of its own. Without it (tests) only journal_checkpoint does. */
+int		 journal_start(struct journal *j, struct event_base *base,
+		    struct err *e);
 /* With checkpoint, makes everything durable first so that the next start
  * has nothing to replay; without (tests: a crash), just lets go. */
 void		 journal_close(struct journal *j, bool checkpoint);
@@ -58,8 +64,13 @@ void		 journal_close(struct journal *j, bool checkpoint);
  */
 int		 journal_commit(struct journal *j,
 		    const struct journal_file *files, size_t n, struct err *e);
-/* Makes every recorded file durable and frees its record; -1 (e set) if
- * a sync failed (the records stay). Any thread. */
+/*
+ * Makes every recorded file durable and frees its record. When a sync
+ * fails, each file is written again on its own (a failed write-back
+ * leaves clean pages that a second sync would skip); -1 (e set) if that
+ * fails too: the records stay, marked to be rewritten at the next start,
+ * and journal_commit refuses from then on. Any thread, one at a time.
+ */
 int		 journal_checkpoint(struct journal *j, struct err *e);
 /* Bytes held by records not yet checkpointed. */
 size_t		 journal_used(struct journal *j);

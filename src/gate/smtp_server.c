@@ -725,7 +725,8 @@ do_starttls(struct smtp_session *s, const struct smtp_cmd *cmd)
 		close_after_reply(s);
 		return;
 	}
-	/* The plaintext 220 above is already queued ahead of the TLS bytes. */
+	/* The plaintext 220 above is already sent or queued ahead of the
+	 * TLS bytes. */
 	s->raw_bev = s->bev;
 	s->bev = tls;
 	bufferevent_setcb(tls, session_read, session_write, session_event, s);
@@ -1121,8 +1122,9 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 		stats.rejected++;
 		tx_reset(s);
 	}
-	/* Commands pipelined behind the data (QUIT...); a reply was just
-	 * queued, so the write callback, not this function, frees. */
+	/* Commands pipelined behind the data (QUIT...). A session they
+	 * close is freed by the write callback, never here: after its reply
+	 * drains, or at once (deferred) when it went straight out. */
 	bufferevent_enable(s->bev, EV_READ);
 	process_input(s);
 }

@@ -382,8 +382,7 @@ spool_pool_start(struct spool *sp, struct event_base *base, struct err *e)
 }
 
 int
-spool_journal_start(struct spool *sp, struct event_base *base, bool *is_fatal,
-    struct err *e)
+spool_journal_open(struct spool *sp, bool *is_fatal, struct err *e)
 {
 	char path[PATH_MAX];
 
@@ -392,8 +391,20 @@ spool_journal_start(struct spool *sp, struct event_base *base, bool *is_fatal,
 		return 0;
 	if (fsio_join(path, sizeof(path), sp->dir, "journal") == -1)
 		return err_set(e, "spool: path too long in %s", sp->dir);
-	sp->journal = journal_open(path, base, is_fatal, e);
+	sp->journal = journal_open(path, sp->quarantine_dir, sp->uid, sp->gid,
+	    is_fatal, e);
 	return sp->journal ? 0 : -1;
+}
+
+int
+spool_journal_start(struct spool *sp, struct event_base *base, struct err *e)
+{
+	if (sp->journal == NULL || journal_start(sp->journal, base, e) == 0)
+		return 0;
+	/* Without checkpoints its records would never be freed. */
+	journal_close(sp->journal, true);
+	sp->journal = NULL;
+	return -1;
 }
 
 void
@@ -898,18 +909,6 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 }
 
 /*
- * Group commit. The order halves the syncs of the obvious one (sync each
- * file, link, sync the directories): a finished file is complete before
- * it is linked, so the link can come first and one sync covers data and
- * names together. The file's writeback is started before the link so
- * that, on a journalling file system, its blocks are allocated in the
- * same or an earlier transaction than the link. Until that sync returns
- * the message is visible but not acknowledged: a crash there can leave
- * it queued (spool_load checks its length; a short one is quarantined)
- * or in the mailbox while the client, never having had its 250, sends it
- * again: a duplicate, never a loss (RFC 5321 section 6.1).
- */
-/*
  * The journal's part of a commit: the linked messages whose whole file
  * is in memory get a record, which is their sync; done[i] is set for
  * those. The rest, or all of them when the journal cannot take them
@@ -920,6 +919,7 @@ commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
     const int *linked, int *done)
 {
 	struct journal_file *files = xcalloc(n, sizeof(*files));
+	size_t *which = xcalloc(n, sizeof(*which));
 	size_t nfiles = 0;
 	struct stat st;
 	struct err e;
@@ -929,6 +929,7 @@ commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
 
 		if (linked[i] != 0 || !m->has_copy || fstat(m->fd, &st) == -1)
 			continue;
+		which[nfiles] = i;
 		files[nfiles].dir = m->final_dir;
 		files[nfiles].name = m->final_name;
 		files[nfiles].data = m->wbuf.data;
@@ -938,12 +939,13 @@ commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
 	}
 	err_clear(&e);
 	if (nfiles > 0 && journal_commit(sp->journal, files, nfiles, &e) == 0)
-		for (size_t i = 0; i < n; i++)
-			done[i] = linked[i] == 0 && msgs[i]->has_copy;
+		for (size_t k = 0; k < nfiles; k++)
+			done[which[k]] = 1;
 	else if (nfiles > 0 && e.errnum != 0)
 		/* A full journal is routine; a failed write is not. The
 		 * messages are synced the usual way either way. */
 		log_warnx("%s; syncing the messages instead", e.msg);
+	free(which);
 	free(files);
 }
 

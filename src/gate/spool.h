@@ -39,17 +39,21 @@ int		 spool_pool_start(struct spool *sp, struct event_base *base,
 		    struct err *e);
 void		 spool_pool_stop(struct spool *sp);
 /*
- * The server's journal (journal.h, doc/QUEUE.md): replays spool_dir/journal
- * (made when missing), then commits direct deliveries whose whole file
- * fits in memory with one record instead of syncing the file and its
- * directory. Start it as the user the Maildir files belong to; stopped
- * by spool_pool_stop or spool_close, which checkpoint it. -1 (e set)
+ * The server's journal (journal.h, doc/QUEUE.md): spool_journal_open
+ * replays spool_dir/journal (made when missing) before any connection is
+ * accepted; from then on direct deliveries whose whole file fits in
+ * memory are committed with one record instead of syncing the file and
+ * its directory. spool_journal_start, on the loop once the privileges
+ * are dropped, checkpoints it in the background. Stopped by
+ * spool_pool_stop or spool_close, which checkpoint it. -1 (e set)
  * without it: *is_fatal tells a journal that exists but could not be
  * replayed (acknowledged mail may be in it) from one that could not be
  * made or is in another server's use.
  */
+int		 spool_journal_open(struct spool *sp, bool *is_fatal,
+		    struct err *e);
 int		 spool_journal_start(struct spool *sp, struct event_base *base,
-		    bool *is_fatal, struct err *e);
+		    struct err *e);
 const char	*spool_path(const struct spool *sp);
 
 typedef void (*spool_id_fn)(void *arg, const char *id);

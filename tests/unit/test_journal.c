@@ -2,10 +2,12 @@
  * journal"): what a replay after a crash puts back, and what it leaves. */
 #include "t.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "lib/crc32c.h"
@@ -14,7 +16,25 @@
 #include "gate/journal.h"
 
 static char dir[64];
-static char jpath[128], newdir[128], curdir[128];
+
+/*
+ * Fault injection: this definition takes the place of the C library's
+ * syncfs in this test program, so that a checkpoint's sync can be made
+ * to fail as a disk's write-back error would make it.
+ */
+static int fail_syncfs;
+
+int
+syncfs(int fd)
+{
+	if (fail_syncfs > 0) {
+		fail_syncfs--;
+		errno = EIO;
+		return -1;
+	}
+	return (int)syscall(SYS_syncfs, fd);
+}
+static char jpath[128], newdir[128], curdir[128], qdir[128];
 
 static void
 test_crc32c(void)
@@ -46,6 +66,8 @@ fresh(void)
 	snprintf(jpath, sizeof(jpath), "%s/j/journal", dir);
 	snprintf(newdir, sizeof(newdir), "%s/j/mb/new", dir);
 	snprintf(curdir, sizeof(curdir), "%s/j/mb/cur", dir);
+	snprintf(qdir, sizeof(qdir), "%s/j/quarantine", dir);
+	CHECK(mkdir(qdir, 0700) == 0);
 }
 
 static struct journal *
@@ -56,7 +78,7 @@ open_j(void)
 	struct journal *j;
 
 	err_clear(&e);
-	j = journal_open(jpath, NULL, &fatal, &e);
+	j = journal_open(jpath, qdir, 0, 0, &fatal, &e);
 	if (j == NULL)
 		fprintf(stderr, "  journal_open: %s\n", e.msg);
 	CHECK(j != NULL);
@@ -292,6 +314,143 @@ test_full_then_checkpoint(void)
 	journal_close(j, true);
 }
 
+static ino_t
+inode_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+/* A group torn by a crash can leave a later record whole after the one
+ * where replay stops; the next run must never have it pass for its own. */
+static void
+test_stale_record_after_torn_one(void)
+{
+	const size_t size = 18000;	/* five blocks */
+	struct journal *j;
+	struct err e;
+	char byte;
+	int n, fd;
+
+	fresh();
+	j = open_j();
+	/* 405 records, checkpointed: the head is 21 blocks from the end */
+	for (n = 1; n <= 405; n++) {
+		CHECK_INT(deliver(j, n, size), 0);
+		if (n % 45 == 0) {
+			err_clear(&e);
+			CHECK_INT(journal_checkpoint(j, &e), 0);
+		}
+	}
+	/* a group of three; the crash tears the middle one */
+	CHECK_INT(deliver(j, 1001, size), 0);
+	CHECK_INT(deliver(j, 1002, size), 0);
+	CHECK_INT(deliver(j, 1003, size), 0);
+	journal_close(j, false);
+	fd = open(jpath, O_RDWR);
+	CHECK(fd != -1);
+	CHECK(pread(fd, &byte, 1, rec_off(406, size) + 9000) == 1);
+	byte ^= 0x55;
+	CHECK(pwrite(fd, &byte, 1, rec_off(406, size) + 9000) == 1);
+	close(fd);
+	CHECK(unlink(msg_path(1002)) == 0);
+	CHECK(unlink(msg_path(1003)) == 0);
+	j = open_j();
+	CHECK(access(msg_path(1002), F_OK) == -1);
+	CHECK(access(msg_path(1003), F_OK) == -1);
+	/* next run: one record where the torn one was, then one too large
+	 * for what is left before the end: it goes to the ring's start,
+	 * while the old third record still lies whole after the first */
+	CHECK_INT(deliver(j, 2001, size), 0);
+	CHECK_INT(deliver(j, 2002, 120000), 0);
+	journal_close(j, false);
+	CHECK(unlink(msg_path(2001)) == 0);
+	CHECK(unlink(msg_path(2002)) == 0);
+	j = open_j();
+	CHECK(holds(msg_path(2001), 2001, size));
+	CHECK(holds(msg_path(2002), 2002, 120000));
+	CHECK(access(msg_path(1003), F_OK) == -1);	/* never acked */
+	journal_close(j, true);
+}
+
+/* A checkpoint whose sync fails writes each file again on its own; when
+ * that fails too, the records stay and the next start rewrites them. */
+static void
+test_failed_sync(void)
+{
+	char tmpdir[160], cmd[400];
+	struct journal *j;
+	struct err e;
+	ino_t ino;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 4000), 0);
+	CHECK_INT(deliver(j, 2, 4000), 0);
+	CHECK(unlink(msg_path(2)) == 0);	/* read and deleted */
+	ino = inode_of(msg_path(1));
+	fail_syncfs = 1;
+	err_clear(&e);
+	CHECK_INT(journal_checkpoint(j, &e), 0);
+	CHECK(inode_of(msg_path(1)) != ino);	/* written again */
+	CHECK(holds(msg_path(1), 1, 4000));
+	CHECK(access(msg_path(2), F_OK) == -1);	/* not brought back */
+	CHECK_INT(journal_used(j), 0);
+
+	/* now the rewrite fails as well (no tmp/ to write in) */
+	CHECK_INT(deliver(j, 3, 4000), 0);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/j/mb/tmp", dir);
+	CHECK(rmdir(tmpdir) == 0);
+	CHECK(close(open(tmpdir, O_WRONLY | O_CREAT, 0600)) == 0);
+	fail_syncfs = 1;
+	err_clear(&e);
+	CHECK_INT(journal_checkpoint(j, &e), -1);
+	CHECK(strstr(e.msg, "tmp") != NULL);
+	CHECK(journal_used(j) > 0);		/* the record stays */
+	CHECK_INT(deliver(j, 4, 4000), -1);	/* no more commits */
+	journal_close(j, false);
+	snprintf(cmd, sizeof(cmd), "rm -f %s && mkdir %s", tmpdir, tmpdir);
+	CHECK(system(cmd) == 0);
+	ino = inode_of(msg_path(3));
+	j = open_j();
+	/* whole in the page cache, but rewritten: it may not be on disk */
+	CHECK(inode_of(msg_path(3)) != ino);
+	CHECK(holds(msg_path(3), 3, 4000));
+	CHECK_INT(deliver(j, 5, 4000), 0);	/* commits again */
+	journal_close(j, true);
+}
+
+/* A record whose file cannot be put back is kept in the quarantine, and
+ * the start goes on. */
+static void
+test_unrestorable_is_quarantined(void)
+{
+	char q[200], cmd[700];
+	struct journal *j;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 3000), 0);
+	journal_close(j, false);
+	/* the mailbox's new/ became a plain file */
+	snprintf(cmd, sizeof(cmd), "rm -rf %s && touch %s", newdir, newdir);
+	CHECK(system(cmd) == 0);
+	j = open_j();
+	CHECK(j != NULL);
+	/* named after the record's sequence number: the only file there
+	 * besides its reason */
+	snprintf(cmd, sizeof(cmd), "ls %s | grep -c . | grep -qx 2 && "
+	    "cp %s/journal-[0-9]*[0-9] %s/j/q.msg && "
+	    "grep -q 'not a directory' %s/journal-*.reason", qdir, qdir, dir,
+	    qdir);
+	CHECK(system(cmd) == 0);
+	snprintf(q, sizeof(q), "%s/j/q.msg", dir);
+	CHECK(holds(q, 1, 3000));
+	if (j != NULL)
+		journal_close(j, true);
+}
+
 static void
 test_open_errors(void)
 {
@@ -305,7 +464,7 @@ test_open_errors(void)
 	j = open_j();
 	/* a second server on the same spool: refused, not fatal */
 	err_clear(&e);
-	j2 = journal_open(jpath, NULL, &fatal, &e);
+	j2 = journal_open(jpath, qdir, 0, 0, &fatal, &e);
 	CHECK(j2 == NULL);
 	CHECK(!fatal);
 	CHECK(strstr(e.msg, "lock") != NULL);
@@ -317,14 +476,14 @@ test_open_errors(void)
 	CHECK(pwrite(fd, zero, sizeof(zero), 4096) == sizeof(zero));
 	close(fd);
 	err_clear(&e);
-	j2 = journal_open(jpath, NULL, &fatal, &e);
+	j2 = journal_open(jpath, qdir, 0, 0, &fatal, &e);
 	CHECK(j2 == NULL);
 	CHECK(fatal);
 	CHECK(strstr(e.msg, jpath) != NULL);
 	/* a file of the wrong size */
 	CHECK(truncate(jpath, 12345) == 0);
 	err_clear(&e);
-	CHECK(journal_open(jpath, NULL, &fatal, &e) == NULL);
+	CHECK(journal_open(jpath, qdir, 0, 0, &fatal, &e) == NULL);
 	CHECK(fatal);
 	CHECK(strstr(e.msg, "12345") != NULL);
 }
@@ -341,6 +500,9 @@ main(void)
 	RUN(test_torn_record_ends_replay);
 	RUN(test_ring_wraps);
 	RUN(test_full_then_checkpoint);
+	RUN(test_stale_record_after_torn_one);
+	RUN(test_failed_sync);
+	RUN(test_unrestorable_is_quarantined);
 	RUN(test_open_errors);
 	{
 		char cmd[128];
