@@ -1071,8 +1071,10 @@ finish_message(struct smtp_session *s)
 			    srv->commit_size, sizeof(*srv->commit_wait));
 		}
 		srv->commit_wait[srv->ncommit++] = s;
+		/* Reading goes on (process_input waits for the commit; the
+		 * read watermark bounds what gathers): no epoll change to
+		 * stop and start it again for every message. */
 		enter_state(s, SMTP_STATE_COMMIT);
-		bufferevent_disable(s->bev, EV_READ);
 		event_active(srv->commit_ev, 0, 0);
 		return;
 	}
@@ -1088,8 +1090,10 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 	char id[SPOOL_ID_LEN + 1];
 
 	if (result == 0) {
-		/* Committed: the message is on stable storage. */
+		/* Committed: the message is on stable storage. Its lines
+		 * go out together, before its reply. */
 		str_copy(id, spool_msg_id(m), sizeof(id));
+		log_hold();
 		log_info("%s: client=[%s]:%d helo=<%s> proto=%s%s%s", id,
 		    s->addr, s->port, s->helo, proto_name(s), s->auth_user ?
 		    " sasl_username=" : "", s->auth_user ? s->auth_user : "");
@@ -1107,10 +1111,12 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 			    r->target, (double)now.tv_sec + now.tv_usec / 1e6 -
 			    s->tx->env.arrival);
 			log_info("%s: removed", id);
+			log_release();
 			stats.delivered++;
 			reply(s, REPLY_QUEUED, id);
 			tx_reset(s);
 		} else {
+			log_release();
 			reply(s, REPLY_QUEUED, id);
 			tx_reset(s);
 			s->srv->queued(s->srv->queued_arg, id);

@@ -19,6 +19,10 @@ static enum log_target log_target = LOG_TARGET_STDERR;
 static const char *log_ident = "smtpgate";
 static bool log_debug_on;
 static pid_t log_pid;	/* set by log_init: one getpid, not one a line */
+/* log_hold: this thread's lines gathered for one write(2) */
+static __thread bool log_is_held;
+static __thread char log_held[8192];
+static __thread size_t log_nheld;
 
 void
 log_init(enum log_target target, const char *ident)
@@ -78,7 +82,36 @@ log_vemit(int prio, const char *fmt, va_list ap, int errnum)
 	if (n >= sizeof(line) - 1)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
+	if (log_is_held && log_nheld + n > sizeof(log_held)) {
+		log_release();
+		log_is_held = true;
+	}
+	if (log_is_held && prio > LOG_ERR) {
+		memcpy(log_held + log_nheld, line, n);
+		log_nheld += n;
+		return;
+	}
+	if (log_is_held) {
+		/* what ends the process goes out after what came before */
+		log_release();
+		log_is_held = true;
+	}
 	(void)!write(STDERR_FILENO, line, n);
+}
+
+void
+log_hold(void)
+{
+	log_is_held = true;
+}
+
+void
+log_release(void)
+{
+	if (log_nheld > 0)
+		(void)!write(STDERR_FILENO, log_held, log_nheld);
+	log_nheld = 0;
+	log_is_held = false;
 }
 
 #define LOG_BODY(prio, errnum) do {		\

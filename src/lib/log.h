@@ -19,6 +19,10 @@ enum log_target {
 
 void	log_init(enum log_target target, const char *ident);
 void	log_set_debug(bool on);
+/* This thread's lines from log_hold to log_release go out in one write
+ * (stderr only): the lines of one event together, one system call. */
+void	log_hold(void);
+void	log_release(void);
 void	log_info(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_debug(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void	log_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
