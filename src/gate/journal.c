@@ -424,7 +424,7 @@ quarantine(struct journal *j, uint64_t seq, const char *dir,
     const char *name, const void *data, size_t len, const char *why,
     struct err *e)
 {
-	char qname[64], reason[PATH_MAX + 600];
+	char qname[64], reason[PATH_MAX + NAME_MAX + 600];
 
 	if (j->quarantine_dir == NULL)
 		return err_set(e, "%s", why);
