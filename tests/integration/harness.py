@@ -116,6 +116,7 @@ class Server:
 
     def start(self, wait=True, extra_args=(), env=None):
         self.logf = open(self.logpath, "ab")
+        self.log_start = self.logf.tell()
         self.proc = subprocess.Popen(
             [BIN, "serve", "-c", self.conf_path] + list(extra_args),
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.dir,
@@ -137,6 +138,23 @@ class Server:
             except OSError:
                 return False
         wait_for(up, timeout, "smtpgate to listen on %d" % port)
+
+        # The probe connections above count towards max_connections(_per_ip)
+        # until the server has seen them close: wait for that (best effort),
+        # so that a test's first connections never race them.
+        def probes_gone():
+            try:
+                with open(self.logpath, "rb") as f:
+                    f.seek(getattr(self, "log_start", 0))
+                    text = f.read().decode("utf-8", "replace")
+            except OSError:
+                return True
+            return text.count(": disconnect from") >= \
+                text.count(": connect from")
+        try:
+            wait_for(probes_gone, 3, "the listen probes to be closed")
+        except AssertionError:
+            pass
 
     def signal(self, sig):
         if self.proc and self.proc.poll() is None:
