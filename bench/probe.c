@@ -107,23 +107,16 @@ probe_one(struct probe_ctx *c, long seq)
 			return -1;
 		return 0;
 	}
-	if (c->kind == PROBE_OVERWRITE) {
+	if (c->kind == PROBE_OVERWRITE || c->kind == PROBE_DIRECT) {
+		int is_direct = c->kind == PROBE_DIRECT;
+		size_t size = is_direct ? PROBE_BLOCKS : PROBE_SIZE;
 		off_t slot = (off_t)((seq * c->nthreads + c->id) %
-		    PROBE_OVERWRITE_SLOTS);
+		    (is_direct ? PROBE_DIRECT_SLOTS : PROBE_OVERWRITE_SLOTS));
 
-		if (pwrite(c->appendfd, probe_buf, PROBE_SIZE,
-		    slot * PROBE_SIZE) != PROBE_SIZE ||
-		    fdatasync(c->appendfd) == -1)
-			return -1;
-		return 0;
-	}
-	if (c->kind == PROBE_DIRECT) {
-		off_t slot = (off_t)((seq * c->nthreads + c->id) %
-		    PROBE_DIRECT_SLOTS);
-
-		/* O_DSYNC: durable when pwrite returns */
-		if (pwrite(c->appendfd, probe_blocks, PROBE_BLOCKS,
-		    slot * PROBE_BLOCKS) != PROBE_BLOCKS)
+		/* direct: O_DSYNC, durable when pwrite returns */
+		if (pwrite(c->appendfd, is_direct ? probe_blocks : probe_buf,
+		    size, slot * (off_t)size) != (ssize_t)size ||
+		    (!is_direct && fdatasync(c->appendfd) == -1))
 			return -1;
 		return 0;
 	}
@@ -198,42 +191,35 @@ probe_run(const char *dir, enum probe_kind kind, int nthreads,
 	int appendfd = -1, newfd = -1, i;
 
 	snprintf(path, sizeof(path), "%s/append", dir);
-	if (kind == PROBE_DIRECT) {
-		/* written in full and synced first, then opened past the
-		 * page cache: not timed */
+	if (kind == PROBE_OVERWRITE || kind == PROBE_DIRECT) {
+		/* written in full and synced first (not timed); direct: then
+		 * opened past the page cache */
+		int is_direct = kind == PROBE_DIRECT;
+		int slots = is_direct ? PROBE_DIRECT_SLOTS :
+		    PROBE_OVERWRITE_SLOTS;
+
 		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
 		    0600);
-		for (i = 0; appendfd != -1 && i < PROBE_DIRECT_SLOTS; i++)
-			if (probe_write_all(appendfd, probe_blocks,
-			    PROBE_BLOCKS) == -1)
-				break;
-		if (appendfd == -1 || i < PROBE_DIRECT_SLOTS ||
-		    fsync(appendfd) == -1) {
-			perror(path);
-			exit(1);
-		}
-		close(appendfd);
-		appendfd = open(path, O_WRONLY | O_DIRECT | O_DSYNC |
-		    O_CLOEXEC);
-		if (appendfd == -1)
-			appendfd = open(path, O_WRONLY | O_DSYNC | O_CLOEXEC);
-		if (appendfd == -1) {
-			perror(path);
-			exit(1);
-		}
-	}
-	if (kind == PROBE_OVERWRITE) {
-		/* written in full and synced first: not timed */
-		appendfd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		    0600);
-		for (i = 0; appendfd != -1 && i < PROBE_OVERWRITE_SLOTS; i++)
-			if (probe_write_all(appendfd, probe_buf, PROBE_SIZE) ==
+		for (i = 0; appendfd != -1 && i < slots; i++)
+			if (probe_write_all(appendfd, is_direct ? probe_blocks :
+			    probe_buf, is_direct ? PROBE_BLOCKS : PROBE_SIZE) ==
 			    -1)
 				break;
-		if (appendfd == -1 || i < PROBE_OVERWRITE_SLOTS ||
-		    fsync(appendfd) == -1) {
+		if (appendfd == -1 || i < slots || fsync(appendfd) == -1) {
 			perror(path);
 			exit(1);
+		}
+		if (is_direct) {
+			close(appendfd);
+			appendfd = open(path, O_WRONLY | O_DIRECT | O_DSYNC |
+			    O_CLOEXEC);
+			if (appendfd == -1)
+				appendfd = open(path, O_WRONLY | O_DSYNC |
+				    O_CLOEXEC);
+			if (appendfd == -1) {
+				perror(path);
+				exit(1);
+			}
 		}
 	}
 	if (kind == PROBE_APPEND) {

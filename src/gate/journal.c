@@ -6,7 +6,7 @@
  * once when it is made, so a write never allocates):
  *
  *   block 0, block 1   two header slots, written in turn by checkpoints;
- *                      the valid one with the higher tail_seq counts
+ *                      the valid one with the higher generation counts
  *   from block 2       a ring of records, each a whole number of blocks:
  *                      struct jrec, dir, name, content, zeros
  *
@@ -179,6 +179,18 @@ write_durable(struct journal *j, const void *data, size_t len, off_t off,
 	return 0;
 }
 
+static void
+fill_head(struct jhead *h, uint64_t tail_off, uint64_t tail_seq,
+    uint64_t gen, uint32_t flags)
+{
+	memcpy(h->magic, head_magic, sizeof(h->magic));
+	h->tail_off = tail_off;
+	h->tail_seq = tail_seq;
+	h->gen = gen;
+	h->flags = flags;
+	h->crc = head_crc(h);
+}
+
 /* Writes the header slot after the last one with the given tail; under
  * lock. */
 static int
@@ -189,12 +201,7 @@ write_head(struct journal *j, uint64_t tail_off, uint64_t tail_seq,
 	uint64_t gen = j->gen + 1;
 	int rc;
 
-	memcpy(h->magic, head_magic, sizeof(h->magic));
-	h->tail_off = tail_off;
-	h->tail_seq = tail_seq;
-	h->gen = gen;
-	h->flags = flags;
-	h->crc = head_crc(h);
+	fill_head(h, tail_off, tail_seq, gen, flags);
 	rc = write_durable(j, h, JBLOCK, (off_t)(gen % 2) * JBLOCK, e);
 	free(h);
 	if (rc == 0)
@@ -234,11 +241,7 @@ create(const char *path, uid_t uid, gid_t gid, struct err *e)
 			goto fail;
 		}
 	memset(&h, 0, sizeof(h));
-	memcpy(h.magic, head_magic, sizeof(h.magic));
-	h.tail_off = RING_START;
-	h.tail_seq = 1;
-	h.gen = 2;	/* slot 0 */
-	h.crc = head_crc(&h);
+	fill_head(&h, RING_START, 1, 2 /* slot 0 */, 0);
 	if (pwrite(fd, &h, sizeof(h), 0) != (ssize_t)sizeof(h) ||
 	    fsync(fd) == -1) {
 		err_sys(e, "journal: write %s", tmp);
@@ -303,6 +306,20 @@ same_content(const char *path, const void *data, size_t len)
 	return same;
 }
 
+/* For dir, a Maildir's new/: its sibling sub (cur or tmp) in out; -1
+ * when dir is not a new/ (or the path does not fit). */
+static int
+sibling_of_new(const char *dir, const char *sub, char *out, size_t size)
+{
+	size_t dlen = strlen(dir);
+	int n;
+
+	if (dlen < 4 || strcmp(dir + dlen - 4, "/new") != 0)
+		return -1;
+	n = snprintf(out, size, "%.*s/%s", (int)(dlen - 4), dir, sub);
+	return n < 0 || (size_t)n >= size ? -1 : 0;
+}
+
 /*
  * The name under which a recorded file lives now: dir/name, or, for a
  * Maildir's new/, the same unique name in cur/ with or without flags
@@ -312,7 +329,7 @@ static void
 find_current(const char *dir, const char *name, char *out, size_t size)
 {
 	char cur[PATH_MAX];
-	size_t dlen = strlen(dir), nlen = strlen(name);
+	size_t nlen = strlen(name);
 	struct dirent *de;
 	DIR *d;
 
@@ -320,9 +337,8 @@ find_current(const char *dir, const char *name, char *out, size_t size)
 	if (fsio_join(out, size, dir, name) == 0 && access(out, F_OK) == 0)
 		return;
 	out[0] = '\0';
-	if (dlen < 4 || strcmp(dir + dlen - 4, "/new") != 0 ||
-	    snprintf(cur, sizeof(cur), "%.*s/cur", (int)(dlen - 4), dir) >=
-	    (int)sizeof(cur) || (d = opendir(cur)) == NULL)
+	if (sibling_of_new(dir, "cur", cur, sizeof(cur)) == -1 ||
+	    (d = opendir(cur)) == NULL)
 		return;
 	while ((de = readdir(d)) != NULL)
 		if (strncmp(de->d_name, name, nlen) == 0 &&
@@ -343,19 +359,6 @@ enum restore_mode {
 	RESTORE_REWRITE,	/* running, after a failed sync: rewrite what
 				 * is there; what is gone was deleted */
 };
-
-/* The directory for dir's temporary files: its Maildir's tmp/ for a new/,
- * else dir itself. */
-static int
-tmp_dir_of(const char *dir, char *out, size_t size)
-{
-	size_t dlen = strlen(dir);
-	int n = dlen >= 4 && strcmp(dir + dlen - 4, "/new") == 0 ?
-	    snprintf(out, size, "%.*s/tmp", (int)(dlen - 4), dir) :
-	    snprintf(out, size, "%s", dir);
-
-	return n < 0 || (size_t)n >= size ? -1 : 0;
-}
 
 /*
  * Puts back one recorded file as mode says (not with fsio_write_atomic:
@@ -387,10 +390,15 @@ restore(const char *dir, const char *name, uint64_t seq, const void *data,
 	    "incomplete" : "not known to be on the disk";
 	if (now[0] == '\0' && fsio_join(now, sizeof(now), dir, name) == -1)
 		return err_set(e, "journal: bad name %s/%s", dir, name);
-	if (tmp_dir_of(dir, tmpdir, sizeof(tmpdir)) == -1 ||
-	    fsio_mkdirs(dir, 0700, e) == -1 ||
-	    fsio_mkdirs(tmpdir, 0700, e) == -1 || stat(dir, &st) == -1)
-		return e->msg[0] ? -1 : err_sys(e, "journal: %s", dir);
+	/* temporary files in the Maildir's tmp/, else next to the file */
+	if (sibling_of_new(dir, "tmp", tmpdir, sizeof(tmpdir)) == -1 &&
+	    str_copy(tmpdir, dir, sizeof(tmpdir)) >= sizeof(tmpdir))
+		return err_set(e, "journal: path too long: %s", dir);
+	if (fsio_mkdirs(dir, 0700, e) == -1 ||
+	    fsio_mkdirs(tmpdir, 0700, e) == -1)
+		return -1;
+	if (stat(dir, &st) == -1)
+		return err_sys(e, "journal: stat %s", dir);
 	if (snprintf(tmp, sizeof(tmp), "%s/.journal.%llu.%ld", tmpdir,
 	    (unsigned long long)seq, (long)getpid()) >= (int)sizeof(tmp))
 		return err_set(e, "journal: path too long in %s", tmpdir);
@@ -426,8 +434,6 @@ quarantine(struct journal *j, uint64_t seq, const char *dir,
 {
 	char qname[64], reason[PATH_MAX + NAME_MAX + 600];
 
-	if (j->quarantine_dir == NULL)
-		return err_set(e, "%s", why);
 	snprintf(reason, sizeof(reason), "journal record %llu for %s/%s: %s\n",
 	    (unsigned long long)seq, dir, name, why);
 	snprintf(qname, sizeof(qname), "journal-%llu",
@@ -479,7 +485,7 @@ read_heads(struct journal *j, struct err *e)
 	int best = -1;
 
 	for (int i = 0; i < 2; i++) {
-		if (pread(j->fd, &h[i], sizeof(h[i]), (off_t)i * JBLOCK) !=
+		if (pread(j->read_fd, &h[i], sizeof(h[i]), (off_t)i * JBLOCK) !=
 		    (ssize_t)sizeof(h[i]))
 			return err_sys(e, "journal: read %s", j->path);
 		if (memcmp(h[i].magic, head_magic, sizeof(h[i].magic)) != 0 ||
@@ -494,46 +500,53 @@ read_heads(struct journal *j, struct err *e)
 	}
 	if (best == -1)
 		return err_set(e, "journal: %s has no valid header", j->path);
-	j->tail_off = j->head_off = h[best].tail_off;
-	j->tail_seq = j->head_seq = h[best].tail_seq;
+	j->tail_off = h[best].tail_off;
+	j->tail_seq = h[best].tail_seq;
 	j->gen = h[best].gen;
 	j->is_dirty = (h[best].flags & JHEAD_DIRTY) != 0;
 	return 0;
 }
 
+/* Where a walk through the records is. */
+struct cursor {
+	uint64_t	off, seq;	/* the next record */
+	size_t		used;		/* ring bytes walked */
+	unsigned long	nrec, nput;	/* records, files put back */
+};
+
 /*
- * Follows the records from off/seq while each is whole and has the next
- * sequence number, up to end_seq (not included), putting back their
- * files as mode says. *off and *seq end after the last record; *used
- * grows by the ring bytes walked. Counts in *nrec and *nput.
+ * Follows the records from c while each is whole and has the next
+ * sequence number, up to end_seq (not included; UINT64_MAX: as far as
+ * they go), putting back their files as mode says.
  */
 static int
-walk(struct journal *j, int fd, uint64_t *off, uint64_t *seq,
-    uint64_t end_seq, enum restore_mode mode, size_t *used,
-    unsigned long *nrec, unsigned long *nput, struct err *e)
+walk(struct journal *j, struct cursor *c, uint64_t end_seq,
+    enum restore_mode mode, struct err *e)
 {
-	while (*seq < end_seq) {
+	int fd = j->read_fd;
+
+	while (c->seq < end_seq) {
 		struct jrec r;
-		char *rest = read_rec(fd, *off, *seq, &r);
+		char *rest = read_rec(fd, c->off, c->seq, &r);
 		char dir[PATH_MAX], name[NAME_MAX + 1];
 		struct err re;
 		struct stat st;
 		bool put_back;
 		int rc;
 
-		if (rest == NULL && *off != RING_START) {
+		if (rest == NULL && c->off != RING_START) {
 			/* the writer started again at the ring's start */
-			rest = read_rec(fd, RING_START, *seq, &r);
+			rest = read_rec(fd, RING_START, c->seq, &r);
 			if (rest != NULL) {
-				*used += JOURNAL_SIZE - *off;
-				*off = RING_START;
+				c->used += JOURNAL_SIZE - c->off;
+				c->off = RING_START;
 			}
 		}
 		if (rest == NULL) {
 			if (end_seq != UINT64_MAX)
 				return err_set(e, "journal: record %llu of %s "
 				    "cannot be read back",
-				    (unsigned long long)*seq, j->path);
+				    (unsigned long long)c->seq, j->path);
 			break;
 		}
 		memcpy(dir, rest, r.dir_len);
@@ -545,7 +558,7 @@ walk(struct journal *j, int fd, uint64_t *off, uint64_t *seq,
 			err_set(&re, "not a file name");
 		else if (restore(dir, name, r.seq, rest + r.dir_len +
 		    r.name_len, (size_t)r.data_len, mode, &put_back, &re) == 0)
-			*nput += put_back;
+			c->nput += put_back;
 		if (re.msg[0] && (mode == RESTORE_REWRITE ||
 		    quarantine(j, r.seq, dir, name, rest + r.dir_len +
 		    r.name_len, (size_t)r.data_len, re.msg, e) == -1)) {
@@ -564,12 +577,12 @@ walk(struct journal *j, int fd, uint64_t *off, uint64_t *seq,
 			if (rc == -1)
 				return -1;
 		}
-		(*nrec)++;
-		*off += r.size;
-		(*seq)++;
-		*used += r.size;
-		if (*off == JOURNAL_SIZE)
-			*off = RING_START;
+		c->nrec++;
+		c->off += r.size;
+		c->seq++;
+		c->used += r.size;
+		if (c->off == JOURNAL_SIZE)
+			c->off = RING_START;
 	}
 	return 0;
 }
@@ -629,16 +642,13 @@ checkpoint(struct journal *j, bool *did, struct err *e)
 		 * next start rewrites them all), and commits sync their own
 		 * files from now on.
 		 */
+		struct cursor c = { .off = tail_off, .seq = tail_seq };
 		struct err re;
-		unsigned long nrec = 0, nput = 0;
-		size_t walked = 0;
-		uint64_t o = tail_off, q = tail_seq;
 
 		err_clear(&re);
 		log_warnx("%s; writing the files of the journal's records "
 		    "again", e->msg);
-		if (walk(j, j->read_fd, &o, &q, seq, RESTORE_REWRITE, &walked,
-		    &nrec, &nput, &re) == 0 && q == seq)
+		if (walk(j, &c, seq, RESTORE_REWRITE, &re) == 0)
 			rc = 0;
 		else {
 			*e = re;
@@ -750,14 +760,15 @@ journal_commit(struct journal *j, const struct journal_file *files,
 
 	for (size_t i = 0; i < n; i++) {
 		if (files[i].len > JOURNAL_FILE_MAX)
-			return err_set(e, "journal: %s/%s is too large for "
-			    "it", files[i].dir, files[i].name);
+			return err_set(e, "journal: %s/%s is over the %d "
+			    "bytes a record of %s holds", files[i].dir,
+			    files[i].name, JOURNAL_FILE_MAX, j->path);
 		total += rec_size(strlen(files[i].dir), strlen(files[i].name),
 		    files[i].len);
 	}
 	if (total > RING_SIZE / 4)
-		return err_set(e, "journal: a group of %zu bytes is too large "
-		    "for it", total);
+		return err_set(e, "journal: a group of %zu bytes is over a "
+		    "quarter of %s", total, j->path);
 	buf = block_alloc(total);
 	pthread_mutex_lock(&j->lock);
 	for (size_t i = 0; i < n; i++)
@@ -827,9 +838,9 @@ free_journal(struct journal *j)
 		(void)close(j->fs[i].fd);
 		free(j->fs[i].dir);
 	}
-	if (j->fd != -1)
+	if (j->fd != -1 && j->fd != j->read_fd)
 		(void)close(j->fd);
-	if (j->read_fd != -1 && j->read_fd != j->fd)
+	if (j->read_fd != -1)
 		(void)close(j->read_fd);
 	pthread_mutex_destroy(&j->lock);
 	pthread_mutex_destroy(&j->ck_lock);
@@ -842,15 +853,17 @@ free_journal(struct journal *j)
 static int
 replay(struct journal *j, struct err *e)
 {
-	unsigned long nrec = 0, nput = 0;
+	struct cursor c = { .off = j->tail_off, .seq = j->tail_seq };
 
-	if (walk(j, j->fd, &j->head_off, &j->head_seq, UINT64_MAX,
-	    j->is_dirty ? RESTORE_FORCE : RESTORE_REPLAY, &j->used, &nrec,
-	    &nput, e) == -1)
+	if (walk(j, &c, UINT64_MAX, j->is_dirty ? RESTORE_FORCE :
+	    RESTORE_REPLAY, e) == -1)
 		return -1;
-	if (nrec > 0)
+	j->head_off = c.off;
+	j->head_seq = c.seq;
+	j->used = c.used;
+	if (c.nrec > 0)
 		log_info("journal: %lu record(s) after the last checkpoint in "
-		    "%s, %lu file(s) put back", nrec, j->path, nput);
+		    "%s, %lu file(s) put back", c.nrec, j->path, c.nput);
 	/*
 	 * Sequence numbers go on well past anything the ring can hold: a
 	 * record of a group torn by the crash may lie, whole, after the one
@@ -870,7 +883,7 @@ journal_open(const char *path, const char *quarantine_dir, uid_t uid,
 
 	*is_fatal = false;
 	j->path = xstrdup(path);
-	j->quarantine_dir = quarantine_dir ? xstrdup(quarantine_dir) : NULL;
+	j->quarantine_dir = xstrdup(quarantine_dir);
 	j->fd = j->read_fd = -1;
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_mutex_init(&j->ck_lock, NULL);
@@ -878,10 +891,12 @@ journal_open(const char *path, const char *quarantine_dir, uid_t uid,
 		goto fail;
 	/* From here on it may hold acknowledged mail. */
 	*is_fatal = true;
-	if ((j->fd = open(path, O_RDWR | O_CLOEXEC)) == -1) {
+	if ((j->read_fd = open(path, O_RDWR | O_CLOEXEC)) == -1) {
 		err_sys(e, "journal: open %s", path);
 		goto fail;
 	}
+	/* Until the direct descriptor below, writes go through this one. */
+	j->fd = j->read_fd;
 	if (flock(j->fd, LOCK_EX | LOCK_NB) == -1) {
 		/* Another server on this spool replays and uses it. */
 		*is_fatal = false;
@@ -903,7 +918,6 @@ journal_open(const char *path, const char *quarantine_dir, uid_t uid,
 	 * commit is one write and one flush. The first descriptor keeps the
 	 * lock (another of ours would conflict with it) and reads records
 	 * back after a failed sync. */
-	j->read_fd = j->fd;
 	if ((fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC)) != -1) {
 		j->fd = fd;
 		j->is_direct = true;

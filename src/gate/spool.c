@@ -202,6 +202,7 @@ spool_close(struct spool *sp)
 	if (sp == NULL)
 		return;
 	spool_pool_stop(sp);
+	journal_close(sp->journal, true);
 	free(sp->dir);
 	free(sp->tmp_dir);
 	free(sp->queue_dir);
@@ -413,8 +414,6 @@ spool_pool_stop(struct spool *sp)
 	struct spool_pool *p = sp->pool;
 	char path[PATH_MAX];
 
-	journal_close(sp->journal, true);
-	sp->journal = NULL;
 	if (p == NULL)
 		return;
 	for (int i = 0; i < POOL_THREADS; i++)
@@ -777,14 +776,21 @@ final_dir(const struct spool_msg *m)
 	return m->final_dir ? m->final_dir : m->sp->queue_dir;
 }
 
+/* Where a message is committed: queue/ID or final_dir/final_name. */
+static int
+final_path(const struct spool_msg *m, char *out, size_t size)
+{
+	return fsio_join(out, size, final_dir(m), m->final_dir ?
+	    m->final_name : m->id);
+}
+
 /* Links the finished file into its final directory (not yet durable). */
 static int
 link_final(struct spool_msg *m, struct err *e)
 {
 	char final[PATH_MAX];
 
-	if (fsio_join(final, sizeof(final), final_dir(m), m->final_dir ?
-	    m->final_name : m->id) == -1)
+	if (final_path(m, final, sizeof(final)) == -1)
 		return err_set(e, "spool: path too long in %s", final_dir(m));
 	/* link(), unlike rename(), never replaces an existing message. */
 	if (m->is_unnamed) {
@@ -811,8 +817,7 @@ unlink_queued(struct spool_msg *m)
 {
 	char final[PATH_MAX];
 
-	if (fsio_join(final, sizeof(final), final_dir(m), m->final_dir ?
-	    m->final_name : m->id) == 0)
+	if (final_path(m, final, sizeof(final)) == 0)
 		(void)unlink(final);
 }
 
@@ -829,12 +834,14 @@ spool_msg_uncommit(struct spool_msg *m)
 }
 
 /*
- * Makes the data and the links of the linked messages durable.
+ * Makes the data and the links of the messages durable, but for those
+ * with skip[i] set (not linked, or already durable).
  *
  * A lone message: fsync of its file and of its directory, which writes
  * nothing else. A group: one syncfs per file system writes every file and
- * directory there in one pass. Two things it does not do: it reports only the write errors that
- * happened after its own descriptor was opened, and on ext4 without a
+ * directory there in one pass. Two things it does not do: it reports
+ * only the write errors that happened after its own descriptor was
+ * opened, and on ext4 without a
  * journal it writes the inode tables and directory blocks after its cache
  * flush, with no flush behind them. So then, per message, a wait on its
  * own descriptor reports its file's write errors, and one fdatasync per
@@ -844,7 +851,7 @@ spool_msg_uncommit(struct spool_msg *m)
  */
 static int
 sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
-    const int *linked, struct err *e)
+    const int *skip, struct err *e)
 {
 	struct {
 		dev_t		 dev;
@@ -856,7 +863,7 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	int dirfd, rc;
 
 	for (size_t i = 0; i < n; i++)
-		if (linked[i] == 0) {
+		if (!skip[i]) {
 			nlinked++;
 			last = i;
 		}
@@ -879,7 +886,7 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	fs[nfs].dev = st.st_dev;
 	fs[nfs++].last = NULL;
 	for (size_t i = 0; i < n; i++) {
-		if (linked[i] != 0)
+		if (skip[i])
 			continue;
 		if (fstat(msgs[i]->fd, &st) == -1)
 			return err_sys(e, "spool: stat %s", msgs[i]->tmp_path);
@@ -909,14 +916,14 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 }
 
 /*
- * The journal's part of a commit: the linked messages whose whole file
- * is in memory get a record, which is their sync; done[i] is set for
- * those. The rest, or all of them when the journal cannot take them
+ * The journal's part of a commit: the messages not skipped whose whole
+ * file is in memory get a record, which is their sync; skip[i] is set
+ * for those. The rest, or all of them when the journal cannot take them
  * now, are synced by the caller.
  */
 static void
 commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
-    const int *linked, int *done)
+    int *skip)
 {
 	struct journal_file *files = xcalloc(n, sizeof(*files));
 	size_t *which = xcalloc(n, sizeof(*which));
@@ -927,7 +934,7 @@ commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		struct spool_msg *m = msgs[i];
 
-		if (linked[i] != 0 || !m->has_copy || fstat(m->fd, &st) == -1)
+		if (skip[i] || !m->has_copy || fstat(m->fd, &st) == -1)
 			continue;
 		which[nfiles] = i;
 		files[nfiles].dir = m->final_dir;
@@ -940,7 +947,7 @@ commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
 	err_clear(&e);
 	if (nfiles > 0 && journal_commit(sp->journal, files, nfiles, &e) == 0)
 		for (size_t k = 0; k < nfiles; k++)
-			done[which[k]] = 1;
+			skip[which[k]] = 1;
 	else if (nfiles > 0 && e.errnum != 0)
 		/* A full journal is routine; a failed write is not. The
 		 * messages are synced the usual way either way. */
@@ -969,7 +976,7 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 {
 	struct err e;
 	size_t nsync = 0;
-	int *tosync = xcalloc(n, sizeof(*tosync));
+	int *skip = xcalloc(n, sizeof(*skip));	/* nothing to sync */
 
 	for (size_t i = 0; i < n; i++)
 		if (!msgs[i]->has_copy)
@@ -978,26 +985,22 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	for (size_t i = 0; i < n; i++) {
 		err_clear(&errs[i]);
 		results[i] = link_final(msgs[i], &errs[i]);
+		skip[i] = results[i] != 0;
 	}
 	if (sp->journal != NULL)
-		commit_journal(sp, msgs, n, results, tosync);
-	/* tosync[i] == 0: linked, and not made durable by the journal */
-	for (size_t i = 0; i < n; i++) {
-		if (results[i] != 0)
-			tosync[i] = 1;
-		if (tosync[i] == 0)
-			nsync++;
-	}
-	if (nsync > 0 && sync_batch(sp, msgs, n, tosync, &e) == -1) {
+		commit_journal(sp, msgs, n, skip);
+	for (size_t i = 0; i < n; i++)
+		nsync += !skip[i];
+	if (nsync > 0 && sync_batch(sp, msgs, n, skip, &e) == -1) {
 		/* Not durable: undo; the clients will retry. */
 		for (size_t i = 0; i < n; i++)
-			if (tosync[i] == 0) {
+			if (!skip[i]) {
 				unlink_queued(msgs[i]);
 				errs[i] = e;
 				results[i] = -1;
 			}
 	}
-	free(tosync);
+	free(skip);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] == 0)
 			msgs[i]->is_committed = true;

@@ -44,8 +44,8 @@ void		 spool_pool_stop(struct spool *sp);
  * accepted; from then on direct deliveries whose whole file fits in
  * memory are committed with one record instead of syncing the file and
  * its directory. spool_journal_start, on the loop once the privileges
- * are dropped, checkpoints it in the background. Stopped by
- * spool_pool_stop or spool_close, which checkpoint it. -1 (e set)
+ * are dropped, checkpoints it in the background. spool_close (on the
+ * loop's thread) checkpoints and closes it. -1 (e set)
  * without it: *is_fatal tells a journal that exists but could not be
  * replayed (acknowledged mail may be in it) from one that could not be
  * made or is in another server's use.

@@ -24,6 +24,14 @@ static __thread bool log_is_held;
 static __thread char log_held[8192];
 static __thread size_t log_nheld;
 
+static void
+flush_held(void)
+{
+	if (log_nheld > 0)
+		(void)!write(STDERR_FILENO, log_held, log_nheld);
+	log_nheld = 0;
+}
+
 void
 log_init(enum log_target target, const char *ident)
 {
@@ -82,19 +90,14 @@ log_vemit(int prio, const char *fmt, va_list ap, int errnum)
 	if (n >= sizeof(line) - 1)
 		n = sizeof(line) - 2;
 	line[n++] = '\n';
-	if (log_is_held && log_nheld + n > sizeof(log_held)) {
-		log_release();
-		log_is_held = true;
-	}
+	/* what ends the process goes out at once, after what came before */
+	if (log_is_held && (log_nheld + n > sizeof(log_held) ||
+	    prio <= LOG_ERR))
+		flush_held();
 	if (log_is_held && prio > LOG_ERR) {
 		memcpy(log_held + log_nheld, line, n);
 		log_nheld += n;
 		return;
-	}
-	if (log_is_held) {
-		/* what ends the process goes out after what came before */
-		log_release();
-		log_is_held = true;
 	}
 	(void)!write(STDERR_FILENO, line, n);
 }
@@ -108,9 +111,7 @@ log_hold(void)
 void
 log_release(void)
 {
-	if (log_nheld > 0)
-		(void)!write(STDERR_FILENO, log_held, log_nheld);
-	log_nheld = 0;
+	flush_held();
 	log_is_held = false;
 }
 

@@ -177,6 +177,15 @@ def load_transaction(s):
     return r
 
 
+def send_one(s, tok):
+    """One message by DATA on a fresh session; the final reply (code,
+    text), the session left open."""
+    r = load_transaction(s)
+    r.expect(354, "DATA")
+    r.send(make_message(tok) + b".\r\n")
+    return r, r.reply()
+
+
 def restart(s):
     if getattr(s, "logf", None):
         s.logf.close()
@@ -255,10 +264,7 @@ def kill9_right_after_ack():
     ids = []
     for i in range(3):
         tok = "single%d-%06x" % (i, random.getrandbits(24))
-        r = load_transaction(s)
-        r.expect(354, "DATA")
-        r.send(make_message(tok) + b".\r\n")
-        c, t = r.reply()
+        r, (c, t) = send_one(s, tok)
         s.kill()                     # at once, before anything else
         assert c == 250 and ID_RE.match(t), (c, t)
         ids.append(ID_RE.match(t).group(1))
@@ -434,10 +440,7 @@ def journal_puts_back_what_a_power_cut_lost():
     journal = s.path("spool", "journal")
     for attempt in range(10):
         tok = "jnl%d-%06x" % (attempt, random.getrandbits(24))
-        r = load_transaction(s)
-        r.expect(354, "DATA")
-        r.send(make_message(tok) + b".\r\n")
-        c, t = r.reply()
+        r, (c, t) = send_one(s, tok)
         os.kill(s.proc.pid, signal.SIGSTOP)
         assert c == 250 and ID_RE.match(t), (c, t)
         if journal_pending(journal):

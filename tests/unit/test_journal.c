@@ -221,12 +221,24 @@ rec_off(int k, size_t size)
 	return (off_t)(8192 + (size_t)k * blocks * 4096);
 }
 
+/* Changes the journal's byte at off, as a write torn by a crash would. */
+static void
+tear(off_t off)
+{
+	char byte;
+	int fd = open(jpath, O_RDWR);
+
+	CHECK(fd != -1);
+	CHECK(pread(fd, &byte, 1, off) == 1);
+	byte ^= 0x55;
+	CHECK(pwrite(fd, &byte, 1, off) == 1);
+	close(fd);
+}
+
 static void
 test_torn_record_ends_replay(void)
 {
 	struct journal *j;
-	char byte;
-	int fd;
 
 	fresh();
 	j = open_j();
@@ -235,12 +247,7 @@ test_torn_record_ends_replay(void)
 	CHECK_INT(deliver(j, 3, 5000), 0);
 	journal_close(j, false);
 	/* the second record torn by the crash (one byte of its content) */
-	fd = open(jpath, O_RDWR);
-	CHECK(fd != -1);
-	CHECK(pread(fd, &byte, 1, rec_off(1, 5000) + 3000) == 1);
-	byte ^= 0x55;
-	CHECK(pwrite(fd, &byte, 1, rec_off(1, 5000) + 3000) == 1);
-	close(fd);
+	tear(rec_off(1, 5000) + 3000);
 	for (int n = 1; n <= 3; n++)
 		CHECK(unlink(msg_path(n)) == 0);
 	j = open_j();
@@ -330,8 +337,7 @@ test_stale_record_after_torn_one(void)
 	const size_t size = 18000;	/* five blocks */
 	struct journal *j;
 	struct err e;
-	char byte;
-	int n, fd;
+	int n;
 
 	fresh();
 	j = open_j();
@@ -348,12 +354,7 @@ test_stale_record_after_torn_one(void)
 	CHECK_INT(deliver(j, 1002, size), 0);
 	CHECK_INT(deliver(j, 1003, size), 0);
 	journal_close(j, false);
-	fd = open(jpath, O_RDWR);
-	CHECK(fd != -1);
-	CHECK(pread(fd, &byte, 1, rec_off(406, size) + 9000) == 1);
-	byte ^= 0x55;
-	CHECK(pwrite(fd, &byte, 1, rec_off(406, size) + 9000) == 1);
-	close(fd);
+	tear(rec_off(406, size) + 9000);
 	CHECK(unlink(msg_path(1002)) == 0);
 	CHECK(unlink(msg_path(1003)) == 0);
 	j = open_j();
