@@ -15,9 +15,13 @@
  * record has the next sequence and a good CRC. A record that would run
  * past the end starts again at block 2, so when the next sequence is not
  * where the previous record ended, replay looks there once. A record is
- * written whole, with its files already linked, and is acknowledged only
- * once the write is on stable storage; a torn one ends the replay, and
- * nothing after it was ever acknowledged.
+ * written whole, and its files are linked while it is on its way (native
+ * AIO; before it without); its message is acknowledged only once both
+ * are done and the write is on stable storage. A torn record ends the
+ * replay, and nothing after it was ever acknowledged. A record whose file
+ * could not be linked is made void (its first block rewritten with
+ * void_magic and no file) before its message is refused: replay steps
+ * over it.
  *
  * Locking: one mutex covers the ring (head, tail, used) and the table of
  * file systems; journal_commit holds it across its write so that a
@@ -36,8 +40,11 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <linux/aio_abi.h>
 
 #include <event2/event.h>
 
@@ -58,6 +65,7 @@
 
 static const char head_magic[8] = "SGJHDR01";
 static const char rec_magic[8] = "SGJREC01";
+static const char void_magic[8] = "SGJVOID1";
 
 struct jhead {
 	char		magic[8];
@@ -95,6 +103,8 @@ struct journal {
 	int		 fd;		/* writes (O_DIRECT when it can) */
 	int		 read_fd;	/* reads; holds the flock */
 	bool		 is_direct;	/* O_DIRECT | O_DSYNC writes */
+	bool		 has_aio;	/* and aio for them */
+	aio_context_t	 aio;
 	/* the ring and the file systems; held across a commit's write */
 	pthread_mutex_t	 lock;
 	uint64_t	 head_off, head_seq;	/* next record */
@@ -176,6 +186,51 @@ write_durable(struct journal *j, const void *data, size_t len, off_t off,
 	}
 	if (!j->is_direct && fdatasync(j->fd) == -1)
 		return err_sys(e, "journal: sync %s", j->path);
+	return 0;
+}
+
+/*
+ * write_durable with link(arg) run while the write is on its way: an
+ * asynchronous write past the page cache (O_DSYNC: its completion means
+ * stable storage), waited for after link. Without aio, link first.
+ */
+static int
+write_durable_linking(struct journal *j, const void *data, size_t len,
+    off_t off, journal_link_fn link, void *arg, struct err *e)
+{
+	struct iocb cb, *cbs[1] = { &cb };
+	struct io_event ev;
+	long n;
+
+	memset(&cb, 0, sizeof(cb));
+	cb.aio_fildes = (uint32_t)j->fd;
+	cb.aio_lio_opcode = IOCB_CMD_PWRITE;
+	cb.aio_buf = (uint64_t)(uintptr_t)data;
+	cb.aio_nbytes = len;
+	cb.aio_offset = off;
+	if (!j->has_aio || syscall(SYS_io_submit, j->aio, 1L, cbs) != 1) {
+		link(arg);
+		return write_durable(j, data, len, off, e);
+	}
+	link(arg);
+	while ((n = syscall(SYS_io_getevents, j->aio, 1L, 1L, &ev, NULL)) ==
+	    -1 && errno == EINTR)
+		;
+	if (n != 1) {
+		/* Not seen to happen; io_destroy waits for the write, which
+		 * must not outlive data. */
+		err_sys(e, "journal: wait for a write to %s", j->path);
+		(void)syscall(SYS_io_destroy, j->aio);
+		j->has_aio = false;
+		return -1;
+	}
+	if (ev.res < 0) {
+		errno = (int)-ev.res;
+		return err_sys(e, "journal: write %s", j->path);
+	}
+	if ((size_t)ev.res < len)	/* short: the rest the plain way */
+		return write_durable(j, (const char *)data + ev.res,
+		    len - (size_t)ev.res, off + (off_t)ev.res, e);
 	return 0;
 }
 
@@ -460,8 +515,18 @@ read_rec(int fd, uint64_t off, uint64_t seq, struct jrec *r)
 	size_t rest_len;
 
 	if (off < RING_START || off + JBLOCK > JOURNAL_SIZE ||
-	    pread(fd, r, sizeof(*r), (off_t)off) != (ssize_t)sizeof(*r) ||
-	    memcmp(r->magic, rec_magic, sizeof(r->magic)) != 0 ||
+	    pread(fd, r, sizeof(*r), (off_t)off) != (ssize_t)sizeof(*r))
+		return NULL;
+	if (memcmp(r->magic, void_magic, sizeof(r->magic)) == 0) {
+		/* a void record: no file, its size as it was written */
+		if (r->seq != seq || r->size % JBLOCK != 0 || r->size == 0 ||
+		    off + r->size > JOURNAL_SIZE || r->dir_len != 0 ||
+		    r->name_len != 0 || r->data_len != 0 ||
+		    rec_crc(r, NULL, 0) != r->crc)
+			return NULL;
+		return xcalloc(1, 1);
+	}
+	if (memcmp(r->magic, rec_magic, sizeof(r->magic)) != 0 ||
 	    r->seq != seq || r->size % JBLOCK != 0 || r->size == 0 ||
 	    off + r->size > JOURNAL_SIZE || r->dir_len == 0 ||
 	    r->dir_len >= PATH_MAX || r->name_len == 0 ||
@@ -514,6 +579,18 @@ struct cursor {
 	unsigned long	nrec, nput;	/* records, files put back */
 };
 
+/* Steps c past the record r. */
+static void
+advance(struct cursor *c, const struct jrec *r)
+{
+	c->nrec++;
+	c->off += r->size;
+	c->seq++;
+	c->used += r->size;
+	if (c->off == JOURNAL_SIZE)
+		c->off = RING_START;
+}
+
 /*
  * Follows the records from c while each is whole and has the next
  * sequence number, up to end_seq (not included; UINT64_MAX: as far as
@@ -549,6 +626,13 @@ walk(struct journal *j, struct cursor *c, uint64_t end_seq,
 				    (unsigned long long)c->seq, j->path);
 			break;
 		}
+		if (r.dir_len == 0) {
+			/* void: its file was never linked, its message
+			 * refused */
+			free(rest);
+			advance(c, &r);
+			continue;
+		}
 		memcpy(dir, rest, r.dir_len);
 		dir[r.dir_len] = '\0';
 		memcpy(name, rest + r.dir_len, r.name_len);
@@ -577,12 +661,7 @@ walk(struct journal *j, struct cursor *c, uint64_t end_seq,
 			if (rc == -1)
 				return -1;
 		}
-		c->nrec++;
-		c->off += r.size;
-		c->seq++;
-		c->used += r.size;
-		if (c->off == JOURNAL_SIZE)
-			c->off = RING_START;
+		advance(c, &r);
 	}
 	return 0;
 }
@@ -749,9 +828,38 @@ journal_used(struct journal *j)
 
 /* --- commits ----------------------------------------------------------- */
 
+/*
+ * Makes void the records of the files link could not link (their
+ * messages are refused): each one's first block is written again, with
+ * void_magic and no file. Under lock, after the records' write.
+ */
+static int
+void_unlinked(struct journal *j, char *buf, const struct journal_file *files,
+    size_t n, uint64_t off, struct err *e)
+{
+	size_t pos = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		struct jrec *r = (struct jrec *)(buf + pos);
+		uint32_t size = r->size;
+
+		if (files[i].is_void) {
+			memcpy(r->magic, void_magic, sizeof(r->magic));
+			r->data_len = 0;
+			r->dir_len = r->name_len = 0;
+			r->crc = rec_crc(r, NULL, 0);
+			if (write_durable(j, r, JBLOCK, (off_t)(off + pos),
+			    e) == -1)
+				return -1;
+		}
+		pos += size;
+	}
+	return 0;
+}
+
 int
-journal_commit(struct journal *j, const struct journal_file *files,
-    size_t n, struct err *e)
+journal_commit(struct journal *j, struct journal_file *files, size_t n,
+    journal_link_fn link, void *arg, struct err *e)
 {
 	size_t total = 0, waste = 0, pos = 0;
 	uint64_t off, seq;
@@ -759,22 +867,26 @@ journal_commit(struct journal *j, const struct journal_file *files,
 	int rc;
 
 	for (size_t i = 0; i < n; i++) {
-		if (files[i].len > JOURNAL_FILE_MAX)
+		if (files[i].len > JOURNAL_FILE_MAX) {
+			link(arg);
 			return err_set(e, "journal: %s/%s is over the %d "
 			    "bytes a record of %s holds", files[i].dir,
 			    files[i].name, JOURNAL_FILE_MAX, j->path);
+		}
 		total += rec_size(strlen(files[i].dir), strlen(files[i].name),
 		    files[i].len);
 	}
-	if (total > RING_SIZE / 4)
+	if (total > RING_SIZE / 4) {
+		link(arg);
 		return err_set(e, "journal: a group of %zu bytes is over a "
 		    "quarter of %s", total, j->path);
+	}
 	buf = block_alloc(total);
 	pthread_mutex_lock(&j->lock);
 	for (size_t i = 0; i < n; i++)
 		if (note_fs(j, files[i].dev, files[i].dir, e) == -1) {
 			rc = -1;
-			goto out;
+			goto refused;
 		}
 	off = j->head_off;
 	if (off + total > JOURNAL_SIZE) {
@@ -784,7 +896,7 @@ journal_commit(struct journal *j, const struct journal_file *files,
 	if (j->broken_seq != 0 || j->used + waste + total >= RING_SIZE) {
 		rc = err_set(e, "journal: %s is full until the next "
 		    "checkpoint", j->path);
-		goto out;
+		goto refused;
 	}
 	seq = j->head_seq;
 	for (size_t i = 0; i < n; i++) {
@@ -805,8 +917,11 @@ journal_commit(struct journal *j, const struct journal_file *files,
 		r->crc = rec_crc(r, p, r->dir_len + r->name_len +
 		    files[i].len);
 		pos += r->size;
+		files[i].is_void = false;
 	}
-	rc = write_durable(j, buf, total, (off_t)off, e);
+	rc = write_durable_linking(j, buf, total, (off_t)off, link, arg, e);
+	if (rc == 0)
+		rc = void_unlinked(j, buf, files, n, off, e);
 	/* Written or not, that space may hold part of these records: the
 	 * head moves past it. After a failure, replay would stop there, so
 	 * nothing more is committed here until a checkpoint has passed it. */
@@ -817,11 +932,15 @@ journal_commit(struct journal *j, const struct journal_file *files,
 		j->head_off = RING_START;
 	if (rc == -1)
 		j->broken_seq = j->head_seq;
-out:
 	pthread_mutex_unlock(&j->lock);
 	free(buf);
 	if (rc == 0)
 		arm_timer(j);
+	return rc;
+refused:
+	pthread_mutex_unlock(&j->lock);
+	free(buf);
+	link(arg);
 	return rc;
 }
 
@@ -832,6 +951,8 @@ free_journal(struct journal *j)
 {
 	if (j->worker)
 		worker_free(j->worker);
+	if (j->has_aio)
+		(void)syscall(SYS_io_destroy, j->aio);
 	if (j->timer)
 		event_free(j->timer);
 	for (size_t i = 0; i < j->nfs; i++) {
@@ -921,6 +1042,8 @@ journal_open(const char *path, const char *quarantine_dir, uid_t uid,
 	if ((fd = open(path, O_RDWR | O_DIRECT | O_DSYNC | O_CLOEXEC)) != -1) {
 		j->fd = fd;
 		j->is_direct = true;
+		/* and asynchronous: a commit links its files meanwhile */
+		j->has_aio = syscall(SYS_io_setup, 1L, &j->aio) == 0;
 	}
 	return j;
 fail:

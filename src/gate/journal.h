@@ -34,7 +34,11 @@ struct journal_file {
 	const void	*data;
 	size_t		 len;
 	dev_t		 dev;		/* of dir's file system */
+	bool		 is_void;	/* set by link: not linked after all */
 };
+
+/* Links the files of a commit (journal_commit's link argument). */
+typedef void	(*journal_link_fn)(void *arg);
 
 /*
  * Opens path (making it when missing, uid's when made by root) and
@@ -58,12 +62,16 @@ int		 journal_start(struct journal *j, struct event_base *base,
 void		 journal_close(struct journal *j, bool checkpoint);
 /*
  * Appends one record for each file and returns once they are on stable
- * storage. The files must already be linked under their names. -1 (e
- * set) when the journal cannot take them now (full, or a write failed):
- * the caller makes the files durable itself. Any thread.
+ * storage. link(arg) is called exactly once: while the records are being
+ * written where the kernel can write asynchronously, else before; it
+ * links the files under their names and sets is_void on each it could
+ * not link, whose record is then made void (replay skips it) before
+ * journal_commit returns. -1 (e set) when the journal cannot take them
+ * now (full, or a write failed): the caller makes the files durable
+ * itself. Any thread.
  */
-int		 journal_commit(struct journal *j,
-		    const struct journal_file *files, size_t n, struct err *e);
+int		 journal_commit(struct journal *j, struct journal_file *files,
+		    size_t n, journal_link_fn link, void *arg, struct err *e);
 /*
  * Makes every recorded file durable and frees its record. When a sync
  * fails, each file is written again on its own (a failed write-back

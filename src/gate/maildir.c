@@ -326,13 +326,44 @@ maildir_deliver(const char *postoffice, const char *mailbox,
 	return 0;
 }
 
+/*
+ * The mailbox maildir_make last found complete, and when (per thread):
+ * a session's messages mostly go to the same mailbox, and looking again
+ * costs four stat calls. Trusted for MADE_TTL_MS; a mailbox removed in
+ * that moment makes the delivery's link fail, which refuses the message.
+ */
+#define MADE_TTL_MS	1000
+
+static _Thread_local char made_dir[PATH_MAX];
+static _Thread_local long long made_at_ms;
+
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 int
 maildir_make(const char *postoffice, const char *mailbox, char *dir,
     char *newdir, struct err *e)
 {
+	long long now = now_ms();
+
 	if (check_args(postoffice, mailbox, 0, 0, dir, e) == -1)
 		return -1;
-	return make_dirs(postoffice, dir, newdir, e);
+	if (made_dir[0] != '\0' && now - made_at_ms < MADE_TTL_MS &&
+	    strcmp(made_dir, dir) == 0 &&
+	    snprintf(newdir, PATH_MAX, "%s/new", dir) < PATH_MAX)
+		return 0;
+	made_dir[0] = '\0';
+	if (make_dirs(postoffice, dir, newdir, e) == -1)
+		return -1;
+	memcpy(made_dir, dir, strlen(dir) + 1);
+	made_at_ms = now;
+	return 0;
 }
 
 /* ---- batches: many deliveries, one sync ------------------------------ */

@@ -65,7 +65,8 @@ struct maildir_delivery {
 };
 
 /* Creates postoffice/mailbox/{tmp,new,cur} when missing; dir gets the
- * mailbox path, newdir its new/ (PATH_MAX bytes each). 0 or -1. */
+ * mailbox path, newdir its new/ (PATH_MAX bytes each). 0 or -1. The
+ * mailbox found complete last is not looked at again for a second. */
 int	maildir_make(const char *postoffice, const char *mailbox, char *dir,
 	    char *newdir, struct err *e);
 /* Writes tmp/ for mailbox (created on first use). 0 (d->state PREPARED

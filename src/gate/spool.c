@@ -21,6 +21,7 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
@@ -34,6 +35,16 @@
 
 #define SPOOL_WBUF_SIZE		(128 * 1024)
 #define SPOOL_MIN_FREE		(32ULL * 1024 * 1024)
+/*
+ * spool_has_room asks the file system again only after ROOM_TTL_MS, or
+ * at once when the last answer left less than ROOM_SLACK to spare: with
+ * that much room no message sent meanwhile can cross the reserve
+ * unnoticed by its own write, which fails and is refused (452) anyway.
+ */
+#define ROOM_TTL_MS		1000
+/* How long spool_msg_new_direct trusts its last look at a mailbox. */
+#define DIRECT_TTL_MS		1000
+#define ROOM_SLACK		(1024ULL * 1024 * 1024)
 #define SPOOL_HEADER_MAX	(4 * 1024 * 1024)
 /* "data " + 20 digits + "\n": rewritten in place at commit. */
 #define DATA_LINE_FMT		"data %020llu\n"
@@ -96,6 +107,13 @@ struct spool {
 	char	*quarantine_dir;
 	struct spool_pool *pool;
 	struct journal *journal;	/* direct deliveries' commit log */
+	/* spool_has_room's last answer from the file system */
+	long long	 room_avail;
+	long long	 room_at_ms;	/* CLOCK_MONOTONIC_COARSE; 0: never */
+	/* spool_msg_new_direct's last answer for a mailbox's new/ */
+	char		*direct_dir;
+	long long	 direct_at_ms;
+	bool		 is_direct_dir_ok;
 };
 
 struct spool_msg {
@@ -208,6 +226,7 @@ spool_close(struct spool *sp)
 	free(sp->queue_dir);
 	free(sp->state_dir);
 	free(sp->quarantine_dir);
+	free(sp->direct_dir);
 	free(sp);
 }
 
@@ -635,12 +654,46 @@ fail:
 	return NULL;
 }
 
+/* Milliseconds, cheaply (no system call); never 0. */
+static long long
+now_ms(void)
+{
+	struct timespec ts;
+
+	(void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
+}
+
+/*
+ * Whether a pooled file can be linked into final_dir: it must be on
+ * tmp/'s file system. The answer for the last directory asked is kept a
+ * moment (a session's messages go to the same mailbox): if the mailbox
+ * was moved meanwhile, the link fails and the message is refused.
+ */
+static bool
+direct_dir_ok(struct spool *sp, const char *final_dir)
+{
+	long long now = now_ms();
+	struct statx stx;
+
+	if (sp->direct_dir != NULL && strcmp(sp->direct_dir, final_dir) == 0 &&
+	    now - sp->direct_at_ms < DIRECT_TTL_MS)
+		return sp->is_direct_dir_ok;
+	sp->is_direct_dir_ok = statx(AT_FDCWD, final_dir, 0, STATX_MNT_ID,
+	    &stx) == 0 && (stx.stx_mask & STATX_MNT_ID) &&
+	    stx.stx_mnt_id == sp->pool->mnt_id &&
+	    makedev(stx.stx_dev_major, stx.stx_dev_minor) == sp->pool->dev;
+	free(sp->direct_dir);
+	sp->direct_dir = xstrdup(final_dir);
+	sp->direct_at_ms = now;
+	return sp->is_direct_dir_ok;
+}
+
 struct spool_msg *
 spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
     const char *final_dir, const char *final_name, struct err *e)
 {
 	struct spool_msg *m = xcalloc(1, sizeof(*m));
-	struct statx stx;
 	int n;
 
 	m->sp = sp;
@@ -661,11 +714,7 @@ spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
 	/* A pooled file serves when it is on final_dir's file system: it is
 	 * linked into final_dir as it would be from tmp_dir. */
 	if (sp->pool != NULL && sp->pool->is_direct_ok &&
-	    statx(AT_FDCWD, final_dir, 0, STATX_MNT_ID, &stx) == 0 &&
-	    (stx.stx_mask & STATX_MNT_ID) &&
-	    stx.stx_mnt_id == sp->pool->mnt_id &&
-	    makedev(stx.stx_dev_major, stx.stx_dev_minor) == sp->pool->dev &&
-	    (m->fd = pool_take(sp)) != -1) {
+	    direct_dir_ok(sp, final_dir) && (m->fd = pool_take(sp)) != -1) {
 		name_unnamed(m);
 		return m;
 	}
@@ -736,11 +785,8 @@ spool_msg_finish(struct spool_msg *m, struct err *e)
 
 	if (m->final_dir && !m->is_spilled && m->sp->journal != NULL) {
 		/* direct, all of it in wbuf: kept there for its journal
-		 * record after it is written */
-		if (fsio_write_all(m->fd, m->wbuf.data, m->wbuf.len) == -1) {
-			err_sys(e, "spool: write %s", m->tmp_path);
-			goto fail;
-		}
+		 * record, and written out by the commit while that record
+		 * is on its way (link_all) */
 		m->has_copy = true;
 		return 0;
 	}
@@ -921,86 +967,116 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
  * for those. The rest, or all of them when the journal cannot take them
  * now, are synced by the caller.
  */
+/* A commit's messages, for link_all. */
+struct commit_links {
+	struct spool_msg	**msgs;
+	size_t			  n;
+	int			 *results;
+	struct err		 *errs;
+	int			 *skip;		/* nothing to sync */
+	struct journal_file	 *files;	/* the journaled ones */
+	size_t			 *which;	/* files[k] is msgs[which[k]] */
+	size_t			  nfiles;
+};
+
+/*
+ * Writes out the content of each message that kept it in wbuf for its
+ * journal record, and links every message under its final name. Called
+ * once per commit, while the journal's write is on its way.
+ */
 static void
-commit_journal(struct spool *sp, struct spool_msg **msgs, size_t n,
-    int *skip)
+link_all(void *arg)
 {
-	struct journal_file *files = xcalloc(n, sizeof(*files));
-	size_t *which = xcalloc(n, sizeof(*which));
-	size_t nfiles = 0;
-	struct stat st;
-	struct err e;
+	struct commit_links *l = arg;
 
-	for (size_t i = 0; i < n; i++) {
-		struct spool_msg *m = msgs[i];
+	for (size_t i = 0; i < l->n; i++) {
+		struct spool_msg *m = l->msgs[i];
 
-		if (skip[i] || !m->has_copy || fstat(m->fd, &st) == -1)
-			continue;
-		which[nfiles] = i;
-		files[nfiles].dir = m->final_dir;
-		files[nfiles].name = m->final_name;
-		files[nfiles].data = m->wbuf.data;
-		files[nfiles].len = m->wbuf.len;
-		files[nfiles].dev = st.st_dev;
-		nfiles++;
+		err_clear(&l->errs[i]);
+		if (m->has_copy && fsio_write_all(m->fd, m->wbuf.data,
+		    m->wbuf.len) == -1)
+			l->results[i] = err_sys(&l->errs[i], "spool: write %s",
+			    m->tmp_path);
+		else
+			l->results[i] = link_final(m, &l->errs[i]);
+		l->skip[i] = l->results[i] != 0;
 	}
-	err_clear(&e);
-	if (nfiles > 0 && journal_commit(sp->journal, files, nfiles, &e) == 0)
-		for (size_t k = 0; k < nfiles; k++)
-			skip[which[k]] = 1;
-	else if (nfiles > 0 && e.errnum != 0)
-		/* A full journal is routine; a failed write is not. The
-		 * messages are synced the usual way either way. */
-		log_warnx("%s; syncing the messages instead", e.msg);
-	free(which);
-	free(files);
+	for (size_t k = 0; k < l->nfiles; k++)
+		l->files[k].is_void = l->results[l->which[k]] != 0;
 }
 
 /*
- * Group commit. The order halves the syncs of the obvious one (sync each
- * file, link, sync the directories): a finished file is complete before
- * it is linked, so the link can come first and one sync covers data and
- * names together. The file's writeback is started before the link so
- * that, on a journalling file system, its blocks are allocated in the
- * same or an earlier transaction than the link. Until that sync returns
- * the message is visible but not acknowledged: a crash there can leave
- * it queued (spool_load checks its length; a short one is quarantined)
- * or in the mailbox while the client, never having had its 250, sends it
- * again: a duplicate, never a loss (RFC 5321 section 6.1). Direct
- * messages small enough are instead made durable by one record in the
- * journal (journal.h), their files later, by its checkpoint.
+ * Commits the messages that kept their content through the journal,
+ * linking all of them meanwhile; marks those it covered as needing no
+ * sync.
  */
+static void
+commit_journal(struct spool *sp, struct commit_links *l)
+{
+	struct stat st;
+	struct err e;
+
+	l->files = xcalloc(l->n, sizeof(*l->files));
+	l->which = xcalloc(l->n, sizeof(*l->which));
+	for (size_t i = 0; i < l->n; i++) {
+		struct spool_msg *m = l->msgs[i];
+		struct journal_file *f = &l->files[l->nfiles];
+
+		if (!m->has_copy || fstat(m->fd, &st) == -1)
+			continue;
+		l->which[l->nfiles++] = i;
+		f->dir = m->final_dir;
+		f->name = m->final_name;
+		f->data = m->wbuf.data;
+		f->len = m->wbuf.len;
+		f->dev = st.st_dev;
+	}
+	err_clear(&e);
+	if (l->nfiles == 0)
+		link_all(l);
+	else if (journal_commit(sp->journal, l->files, l->nfiles, link_all, l,
+	    &e) == 0)
+		for (size_t k = 0; k < l->nfiles; k++)
+			l->skip[l->which[k]] = 1;
+	else if (e.errnum != 0)
+		/* A full journal is routine; a failed write is not. The
+		 * messages are synced the usual way either way. */
+		log_warnx("%s; syncing the messages instead", e.msg);
+	free(l->which);
+	free(l->files);
+}
+
 void
 spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
     int *results, struct err *errs)
 {
 	struct err e;
 	size_t nsync = 0;
-	int *skip = xcalloc(n, sizeof(*skip));	/* nothing to sync */
+	struct commit_links l = {
+		.msgs = msgs, .n = n, .results = results, .errs = errs,
+		.skip = xcalloc(n, sizeof(int)),
+	};
 
 	for (size_t i = 0; i < n; i++)
 		if (!msgs[i]->has_copy)
 			(void)sync_file_range(msgs[i]->fd, 0, 0,
 			    SYNC_FILE_RANGE_WRITE);
-	for (size_t i = 0; i < n; i++) {
-		err_clear(&errs[i]);
-		results[i] = link_final(msgs[i], &errs[i]);
-		skip[i] = results[i] != 0;
-	}
 	if (sp->journal != NULL)
-		commit_journal(sp, msgs, n, skip);
+		commit_journal(sp, &l);
+	else
+		link_all(&l);
 	for (size_t i = 0; i < n; i++)
-		nsync += !skip[i];
-	if (nsync > 0 && sync_batch(sp, msgs, n, skip, &e) == -1) {
+		nsync += !l.skip[i];
+	if (nsync > 0 && sync_batch(sp, msgs, n, l.skip, &e) == -1) {
 		/* Not durable: undo; the clients will retry. */
 		for (size_t i = 0; i < n; i++)
-			if (!skip[i]) {
+			if (!l.skip[i]) {
 				unlink_queued(msgs[i]);
 				errs[i] = e;
 				results[i] = -1;
 			}
 	}
-	free(skip);
+	free(l.skip);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] == 0)
 			msgs[i]->is_committed = true;
@@ -1206,11 +1282,18 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason,
 }
 
 bool
-spool_has_room(const struct spool *sp, unsigned long long size)
+spool_has_room(struct spool *sp, unsigned long long size)
 {
-	long long avail = fsio_free_bytes(sp->dir);
+	long long now = now_ms();
 
-	if (avail < 0)
+	if (sp->room_at_ms == 0 || now - sp->room_at_ms >= ROOM_TTL_MS ||
+	    sp->room_avail < 0 ||
+	    (unsigned long long)sp->room_avail < size + SPOOL_MIN_FREE +
+	    ROOM_SLACK) {
+		sp->room_avail = fsio_free_bytes(sp->dir);
+		sp->room_at_ms = now;
+	}
+	if (sp->room_avail < 0)
 		return true;	/* cannot tell: let the write decide */
-	return (unsigned long long)avail >= size + SPOOL_MIN_FREE;
+	return (unsigned long long)sp->room_avail >= size + SPOOL_MIN_FREE;
 }

@@ -140,8 +140,9 @@ int		 spool_sync_queue(struct spool *sp, struct err *e);
 /* Moves queue/ID (and state/ID) to quarantine/ with ID.reason. */
 int		 spool_quarantine(struct spool *sp, const char *id,
 		    const char *reason, struct err *e);
-/* True when a message of size bytes fits with room to spare. */
-bool		 spool_has_room(const struct spool *sp,
+/* True when a message of size bytes fits with room to spare. Asks the
+ * file system at most once a second while there is plenty. */
+bool		 spool_has_room(struct spool *sp,
 		    unsigned long long size);
 /* True when id has the form of a queue id (for commands taking one). */
 bool		 spool_id_valid(const char *id);

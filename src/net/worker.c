@@ -28,6 +28,7 @@ struct worker {
 	pthread_cond_t	 cond;
 	struct job	*todo, *todo_tail;	/* for the thread */
 	struct job	*done, *done_tail;	/* for the loop */
+	bool		 is_idle;	/* the thread waits on cond */
 	bool		 is_stopping;
 	struct event	*done_ev;
 };
@@ -52,8 +53,11 @@ run(void *arg)
 	for (;;) {
 		struct job *j;
 
-		while (w->todo == NULL && !w->is_stopping)
+		while (w->todo == NULL && !w->is_stopping) {
+			w->is_idle = true;
 			pthread_cond_wait(&w->cond, &w->lock);
+			w->is_idle = false;
+		}
 		if (w->todo == NULL)
 			break;		/* stopping, and nothing left to do */
 		j = w->todo;
@@ -128,12 +132,20 @@ void
 worker_submit(struct worker *w, worker_fn work, worker_fn done, void *arg)
 {
 	struct job *j = xcalloc(1, sizeof(*j));
+	bool is_idle;
 
 	j->work = work;
 	j->done = done;
 	j->arg = arg;
 	pthread_mutex_lock(&w->lock);
 	push(&w->todo, &w->todo_tail, j);
-	pthread_cond_signal(&w->cond);
+	is_idle = w->is_idle;
 	pthread_mutex_unlock(&w->lock);
+	/*
+	 * Woken after the unlock, so that it does not wake only to wait for
+	 * the lock still held here (two more futex calls a job); and only
+	 * when it sleeps: a busy thread finds the job before it waits.
+	 */
+	if (is_idle)
+		pthread_cond_signal(&w->cond);
 }

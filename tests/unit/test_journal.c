@@ -97,30 +97,61 @@ content(int n, size_t size)
 	return p;
 }
 
-/* Delivers message n as new/m<n> and commits it to the journal. */
-static int
-deliver(struct journal *j, int n, size_t size)
+/* What deliver's link callback does: writes the message as new/m<n>,
+ * or (fail) writes nothing and reports it as not linked. */
+struct linking {
+	struct journal_file	*f;
+	bool			 fail;
+	int			 calls;
+};
+
+static void
+link_one(void *arg)
 {
-	char name[32], path[256];
+	struct linking *l = arg;
+	struct err e;
+
+	l->calls++;
+	if (l->fail)
+		l->f->is_void = true;
+	else
+		CHECK(fsio_write_atomic(l->f->dir, l->f->name, l->f->data,
+		    l->f->len, 0600, &e) == 0);
+}
+
+/* Delivers message n as new/m<n>, written while its record is being
+ * committed to the journal, or (fail) a link that fails. */
+static int
+deliver_as(struct journal *j, int n, size_t size, bool fail)
+{
+	char name[32];
 	char *data = content(n, size);
 	struct journal_file f;
+	struct linking l = { .f = &f, .fail = fail };
 	struct stat st;
 	struct err e;
 	int rc;
 
 	snprintf(name, sizeof(name), "m%d", n);
-	snprintf(path, sizeof(path), "%s/%s", newdir, name);
-	CHECK(fsio_write_atomic(newdir, name, data, size, 0600, &e) == 0);
 	CHECK(stat(newdir, &st) == 0);
 	f.dir = newdir;
 	f.name = name;
 	f.data = data;
 	f.len = size;
 	f.dev = st.st_dev;
+	f.is_void = true;	/* journal_commit clears it */
 	err_clear(&e);
-	rc = journal_commit(j, &f, 1, &e);
+	rc = journal_commit(j, &f, 1, link_one, &l, &e);
+	CHECK_INT(l.calls, 1);
+	CHECK(rc != 0 || f.is_void == fail);
 	free(data);
 	return rc;
+}
+
+static int
+deliver(struct journal *j, int n, size_t size)
+{
+	return deliver_as(j, n, size, false);
 }
 
 /* True when path holds message n of size bytes exactly. */
@@ -184,6 +215,30 @@ test_replay_restores(void)
 	CHECK(unlink(msg_path(1)) == 0);
 	j = open_j();
 	CHECK(access(msg_path(1), F_OK) == -1);
+	journal_close(j, true);
+}
+
+/* A record whose file could not be linked (its message refused) is void:
+ * replay puts nothing back for it and goes on past it. */
+static void
+test_unlinked_is_void(void)
+{
+	struct journal *j;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 5000), 0);
+	CHECK_INT(deliver_as(j, 2, 5000, true), 0);
+	CHECK_INT(deliver(j, 3, 5000), 0);
+	CHECK(access(msg_path(2), F_OK) == -1);
+	journal_close(j, false);	/* a crash: no checkpoint */
+	CHECK(unlink(msg_path(1)) == 0);
+	CHECK(unlink(msg_path(3)) == 0);
+	j = open_j();
+	CHECK(holds(msg_path(1), 1, 5000));
+	CHECK(access(msg_path(2), F_OK) == -1);	/* refused: not delivered */
+	CHECK(holds(msg_path(3), 3, 5000));
+	CHECK_INT(journal_used(j), 0);
 	journal_close(j, true);
 }
 
@@ -497,6 +552,7 @@ main(void)
 	snprintf(dir, sizeof(dir), "%s", mkdtemp(tmpl));
 	RUN(test_crc32c);
 	RUN(test_replay_restores);
+	RUN(test_unlinked_is_void);
 	RUN(test_checkpoint_retires);
 	RUN(test_torn_record_ends_replay);
 	RUN(test_ring_wraps);
