@@ -23,6 +23,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
@@ -337,20 +338,11 @@ maildir_deliver(const char *postoffice, const char *mailbox,
 static _Thread_local char made_dir[PATH_MAX];
 static _Thread_local long long made_at_ms;
 
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 maildir_make(const char *postoffice, const char *mailbox, char *dir,
     char *newdir, struct err *e)
 {
-	long long now = now_ms();
+	long long now = clock_ms();
 
 	if (check_args(postoffice, mailbox, 0, 0, dir, e) == -1)
 		return -1;

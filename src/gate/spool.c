@@ -21,10 +21,10 @@
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/time.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "lib/buf.h"
+#include "lib/clock.h"
 #include "lib/err.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
@@ -109,7 +109,7 @@ struct spool {
 	struct journal *journal;	/* direct deliveries' commit log */
 	/* spool_has_room's last answer from the file system */
 	long long	 room_avail;
-	long long	 room_at_ms;	/* CLOCK_MONOTONIC_COARSE; 0: never */
+	long long	 room_at_ms;	/* clock_ms(); 0: never */
 	/* spool_msg_new_direct's last answer for a mailbox's new/ */
 	char		*direct_dir;
 	long long	 direct_at_ms;
@@ -654,16 +654,6 @@ fail:
 	return NULL;
 }
 
-/* Milliseconds, cheaply (no system call); never 0. */
-static long long
-now_ms(void)
-{
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + 1;
-}
-
 /*
  * Whether a pooled file can be linked into final_dir: it must be on
  * tmp/'s file system. The answer for the last directory asked is kept a
@@ -673,7 +663,7 @@ now_ms(void)
 static bool
 direct_dir_ok(struct spool *sp, const char *final_dir)
 {
-	long long now = now_ms();
+	long long now = clock_ms();
 	struct statx stx;
 
 	if (sp->direct_dir != NULL && strcmp(sp->direct_dir, final_dir) == 0 &&
@@ -1284,7 +1274,7 @@ spool_quarantine(struct spool *sp, const char *id, const char *reason,
 bool
 spool_has_room(struct spool *sp, unsigned long long size)
 {
-	long long now = now_ms();
+	long long now = clock_ms();
 
 	if (sp->room_at_ms == 0 || now - sp->room_at_ms >= ROOM_TTL_MS ||
 	    sp->room_avail < 0 ||
