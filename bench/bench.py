@@ -1256,15 +1256,16 @@ def report_full(results, b, info, rounds, w3_sizes, w3_pf, soak):
     ms = med(vals(S, "W4", "rate"))[0]
     mp = med(vals(P, "W4", "rate"))[0]
     rp = ratio(ms, probe_create)
+    floors = [f.get("rate") for f in results.get("floor", []) if f.get("ok")]
+    rf = ratio(ms, med(floors)[0])
     rows.append(("W4 one session, msg/s", fmt(vals(S, "W4", "rate")),
                  fmt(vals(P, "W4", "rate")),
-                 "%.2f× (%.0f%% of probe)" % (ratio(ms, mp) or 0,
-                                              100 * (rp or 0)),
+                 "%.2f× (%.0f%% of probe, %.0f%% of the floor)" % (
+                     ratio(ms, mp) or 0, 100 * (rp or 0), 100 * (rf or 0)),
                  "≥ 80%% of serial create+fdatasync (%.0f/s)"
                  % (probe_create or 0),
                  ("PASS" if rp and rp >= 0.8 else "MISS")
                  if allok(S, "W4") else "FAIL"))
-    floors = [f.get("rate") for f in results.get("floor", []) if f.get("ok")]
     writes = [cheapest_write(p) for p in results["probe"]]
     mf, mw = med(floors)[0], med(writes)[0]
     if mf and mw and probe_create:

@@ -1094,7 +1094,7 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 		 * Committed: the message is on stable storage. The reply
 		 * goes first: the client waits for it, not for the log, whose
 		 * write cost W4 a tenth of its rate when it came before
-		 * (bench/FINDINGS.md, 14). The message's lines follow in the
+		 * (bench/FINDINGS.md, 13). The message's lines follow in the
 		 * same turn of the loop, together.
 		 */
 		str_copy(id, spool_msg_id(m), sizeof(id));

@@ -951,12 +951,6 @@ sync_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	return 0;
 }
 
-/*
- * The journal's part of a commit: the messages not skipped whose whole
- * file is in memory get a record, which is their sync; skip[i] is set
- * for those. The rest, or all of them when the journal cannot take them
- * now, are synced by the caller.
- */
 /* A commit's messages, for link_all. */
 struct commit_links {
 	struct spool_msg	**msgs;
@@ -996,9 +990,11 @@ link_all(void *arg)
 }
 
 /*
- * Commits the messages that kept their content through the journal,
- * linking all of them meanwhile; marks those it covered as needing no
- * sync.
+ * The journal's part of a commit: the messages whose whole file is in
+ * memory get a record, which is their sync, and every message is linked
+ * (link_all) while it is written; skip[i] is set for those it covered.
+ * The rest, or all of them when the journal cannot take them now, are
+ * synced by the caller.
  */
 static void
 commit_journal(struct spool *sp, struct commit_links *l)
@@ -1036,6 +1032,21 @@ commit_journal(struct spool *sp, struct commit_links *l)
 	free(l->files);
 }
 
+/*
+ * Group commit. The order halves the syncs of the obvious one (sync each
+ * file, link, sync the directories): a finished file is complete before
+ * it is linked, so the link can come first and one sync covers data and
+ * names together. The file's writeback is started before the link so
+ * that, on a journalling file system, its blocks are allocated in the
+ * same or an earlier transaction than the link. Until that sync returns
+ * the message is visible but not acknowledged: a crash there can leave
+ * it queued (spool_load checks its length; a short one is quarantined)
+ * or in the mailbox while the client, never having had its 250, sends it
+ * again: a duplicate, never a loss (RFC 5321 section 6.1). Direct
+ * messages small enough are instead made durable by one record in the
+ * journal (journal.h), written while their files are written and linked;
+ * the files are synced later, by its checkpoint.
+ */
 void
 spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
     int *results, struct err *errs)
