@@ -281,7 +281,8 @@ main(int argc, char **argv)
 	const char *only = NULL;
 	int threads = 20, k, t, s;
 
-	if (argc < 2 || argc > 5) {
+	/* An option given by mistake (--help) is not a directory to fill. */
+	if (argc < 2 || argc > 5 || argv[1][0] == '-') {
 		fprintf(stderr,
 		    "usage: probe DIR [SECONDS [THREADS [PATTERN]]]\n");
 		return 64;

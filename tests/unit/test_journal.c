@@ -313,6 +313,23 @@ test_torn_record_ends_replay(void)
 	journal_close(j, true);
 }
 
+/* Delivers messages first..last of size bytes, with a checkpoint after
+ * every every-th (0: none). */
+static void
+deliver_range(struct journal *j, int first, int last, size_t size,
+    int every)
+{
+	struct err e;
+
+	for (int n = first; n <= last; n++) {
+		CHECK_INT(deliver(j, n, size), 0);
+		if (every > 0 && n % every == 0) {
+			err_clear(&e);
+			CHECK_INT(journal_checkpoint(j, &e), 0);
+		}
+	}
+}
+
 static void
 test_ring_wraps(void)
 {
@@ -320,21 +337,13 @@ test_ring_wraps(void)
 	 * not a multiple of five, so the ring wraps with a gap */
 	const size_t size = 18000;
 	struct journal *j;
-	struct err e;
 	int n;
 
 	fresh();
 	j = open_j();
-	for (n = 1; n <= 400; n++) {
-		CHECK_INT(deliver(j, n, size), 0);
-		if (n % 50 == 0) {
-			err_clear(&e);
-			CHECK_INT(journal_checkpoint(j, &e), 0);
-		}
-	}
+	deliver_range(j, 1, 400, size, 50);
 	/* 401..420 cross the end of the ring; no checkpoint after them */
-	for (; n <= 420; n++)
-		CHECK_INT(deliver(j, n, size), 0);
+	deliver_range(j, 401, 420, size, 0);
 	journal_close(j, false);
 	for (n = 390; n <= 420; n++)
 		CHECK(unlink(msg_path(n)) == 0);
@@ -391,19 +400,11 @@ test_stale_record_after_torn_one(void)
 {
 	const size_t size = 18000;	/* five blocks */
 	struct journal *j;
-	struct err e;
-	int n;
 
 	fresh();
 	j = open_j();
 	/* 405 records, checkpointed: the head is 21 blocks from the end */
-	for (n = 1; n <= 405; n++) {
-		CHECK_INT(deliver(j, n, size), 0);
-		if (n % 45 == 0) {
-			err_clear(&e);
-			CHECK_INT(journal_checkpoint(j, &e), 0);
-		}
-	}
+	deliver_range(j, 1, 405, size, 45);
 	/* a group of three; the crash tears the middle one */
 	CHECK_INT(deliver(j, 1001, size), 0);
 	CHECK_INT(deliver(j, 1002, size), 0);
