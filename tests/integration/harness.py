@@ -58,6 +58,29 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
 
 
+def close_probe(sock):
+    """End a listen probe so that the server has counted it out on return.
+
+    A plain close races the test's next connections: the server may accept
+    them before it sees the probe's EOF and refuse one under
+    max_connections_per_ip.  So when the listener greets, say QUIT and wait
+    for the server to close: it releases the slot before it closes the
+    socket.  A listener that says nothing first (PROXY protocol) is closed
+    as it is, and the log check in wait_listening() covers it."""
+    try:
+        sock.settimeout(2)
+        banner = sock.recv(512)
+        if banner.startswith(b"220"):
+            sock.sendall(b"QUIT\r\n")
+            deadline = time.time() + 5
+            while time.time() < deadline and sock.recv(512):
+                pass
+    except OSError:
+        pass
+    finally:
+        sock.close()
+
+
 class Server:
     """One smtpgate instance with its own directory, config and ports."""
 
@@ -133,10 +156,11 @@ class Server:
                 raise AssertionError("smtpgate exited with %s:\n%s"
                                      % (self.proc.returncode, self.log()))
             try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return True
+                sock = socket.create_connection(("127.0.0.1", port), 0.5)
             except OSError:
                 return False
+            close_probe(sock)
+            return True
         wait_for(up, timeout, "smtpgate to listen on %d" % port)
 
         # The probe connections above count towards max_connections(_per_ip)
