@@ -29,6 +29,7 @@
 
 #include "lib/buf.h"
 #include "lib/err.h"
+#include "lib/fdlimit.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
 #include "lib/mem.h"
@@ -422,6 +423,13 @@ cmd_serve(int argc, char **argv)
 	buf_clear(&errors);
 	log_init(sv.rt->cfg->log, "smtpgate");
 	signal(SIGPIPE, SIG_IGN);
+	{
+		unsigned long was, now = fdlimit_raise(&was);
+
+		if (now != was)
+			log_info("open files limit raised from %lu to %lu",
+			    was, now);
+	}
 	sv.is_privileged = geteuid() == 0 && sv.rt->cfg->user[0] != '\0' &&
 	    strcmp(sv.rt->cfg->user, "root") != 0;
 	umask(077);

@@ -30,6 +30,7 @@
 
 struct ctl {
 	struct evconnlistener	*evl;
+	struct event		*resume_ev;
 	char			*path;
 	ctl_handler_fn		 fn;
 	void			*arg;
@@ -99,6 +100,27 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
+static void
+resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	struct ctl *c = arg;
+
+	evconnlistener_enable(c->evl);
+}
+
+/* Out of descriptors: a second's pause rather than a spinning retry. */
+static void
+on_accept_error(struct evconnlistener *evl, void *arg)
+{
+	struct ctl *c = arg;
+	struct timeval tv = { 1, 0 };
+
+	log_warnx("control socket %s: accept: %s: not accepting for 1s",
+	    c->path, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(evl);
+	evtimer_add(c->resume_ev, &tv);
+}
+
 static int
 make_addr(const char *path, struct sockaddr_un *sun, struct err *e)
 {
@@ -139,6 +161,8 @@ ctl_new(struct event_base *base, const char *path, ctl_handler_fn fn,
 		free(c);
 		return NULL;
 	}
+	evconnlistener_set_error_cb(c->evl, on_accept_error);
+	c->resume_ev = evtimer_new(base, resume_accepting, c);
 	return c;
 }
 
@@ -148,6 +172,7 @@ ctl_free(struct ctl *c)
 	if (c == NULL)
 		return;
 	evconnlistener_free(c->evl);
+	event_free(c->resume_ev);
 	(void)unlink(c->path);
 	free(c->path);
 	free(c);

@@ -41,6 +41,7 @@
 #include "lib/buf.h"
 #include "lib/cidr.h"
 #include "lib/err.h"
+#include "lib/fdlimit.h"
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/str.h"
@@ -68,6 +69,8 @@
 #define SCRATCH_SIZE	(64 * 1024)	/* data automaton output, per call */
 #define ERROR_LIMIT	10		/* errors before the client is dropped */
 #define AUTH_FAIL_LIMIT	3		/* failed AUTHs before it is dropped */
+#define ACCEPT_PAUSE	1		/* seconds without accept() after EMFILE */
+#define FD_RESERVE	32		/* descriptors that are not sessions' */
 
 enum smtp_state {
 	SMTP_STATE_PROXY,	/* waiting for the PROXY protocol header */
@@ -195,6 +198,10 @@ struct smtp_server {
 	struct smtp_session	*sessions;
 	size_t			 nsessions;
 	struct climit		*climit;
+	size_t			 fd_sessions;	/* what the open-files limit
+						   leaves room for */
+	struct event		*resume_ev;	/* accepting again after EMFILE */
+	bool			 is_paused;
 	char			*scratch;	/* SCRATCH_SIZE, shared */
 	/* group commit: sessions whose message waits for the next sync,
 	 * and the batch being synced on the commit thread */
@@ -1700,6 +1707,15 @@ session_start(struct smtp_session *s, const struct sockaddr *sa,
 		close_after_reply(s);
 		return;
 	}
+	if (srv->nsessions > srv->fd_sessions) {
+		log_warnx("[%s]:%d refused: too many connections (%zu, the "
+		    "open files limit %lu leaves room for %zu)", s->addr,
+		    s->port, srv->nsessions, fdlimit_current(),
+		    srv->fd_sessions);
+		reply(s, REPLY_TOO_MANY_CONN, c->hostname);
+		close_after_reply(s);
+		return;
+	}
 	if (per_ip > c->max_connections_per_ip) {
 		log_warnx("[%s]:%d refused: too many connections from this "
 		    "address (%u, max_connections_per_ip %u)", s->addr,
@@ -1800,12 +1816,65 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 }
 
 static void
+set_accepting(struct smtp_server *srv, bool on)
+{
+	for (struct listener *l = srv->listeners; l; l = l->next)
+		if (on)
+			evconnlistener_enable(l->evl);
+		else
+			evconnlistener_disable(l->evl);
+	srv->is_paused = !on;
+}
+
+static void
+resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	set_accepting(arg, true);
+}
+
+/*
+ * Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS): the connection
+ * stays in the listen queue, and the listener would wake the loop for it
+ * again at once, round after round. Stop accepting for a second instead,
+ * with one line that says why; the sessions being served go on.
+ */
+static void
 on_accept_error(struct evconnlistener *evl, void *arg)
 {
+	struct listener *l = arg;
+	struct smtp_server *srv = l->srv;
+	struct timeval tv = { ACCEPT_PAUSE, 0 };
 	int err = EVUTIL_SOCKET_ERROR();
 
-	/* EMFILE and friends: the listener retries on the next event. */
-	log_warnx("accept: %s", evutil_socket_error_to_string(err));
+	log_warnx("accept: %s (%zu sessions, open files limit %lu): not "
+	    "accepting connections for %ds", evutil_socket_error_to_string(err),
+	    srv->nsessions, fdlimit_current(), ACCEPT_PAUSE);
+	set_accepting(srv, false);
+	evtimer_add(srv->resume_ev, &tv);
+}
+
+/*
+ * Each session holds a socket, and one in a transaction a spool file as
+ * well; deliveries hold a socket and a file or two, and the loop, the
+ * journal, DNS and the listeners a few more. Sessions beyond what the
+ * open-files limit leaves after that are told 421 at once rather than left
+ * unanswered in the listen queue.
+ */
+static void
+size_to_fd_limit(struct smtp_server *srv, const struct config *c)
+{
+	unsigned long limit = fdlimit_current();
+	unsigned long reserve = FD_RESERVE + 3UL * c->delivery_concurrency +
+	    limit / 8;
+
+	if (reserve > limit / 2)
+		reserve = limit / 2;
+	srv->fd_sessions = limit - reserve;
+	if (srv->fd_sessions < c->max_connections)
+		log_warnx("the open files limit %lu leaves room for %zu "
+		    "sessions, fewer than max_connections %u: the rest are "
+		    "refused with 421 (raise LimitNOFILE= or ulimit -n)",
+		    limit, srv->fd_sessions, c->max_connections);
 }
 
 struct smtp_server *
@@ -1820,6 +1889,8 @@ smtp_server_new(struct event_base *base, struct spool *sp, struct runtime *rt,
 	srv->queued = queued;
 	srv->queued_arg = arg;
 	srv->climit = climit_new();
+	srv->resume_ev = evtimer_new(base, resume_accepting, srv);
+	size_to_fd_limit(srv, rt->cfg);
 	srv->scratch = xmalloc(SCRATCH_SIZE);
 	srv->commit_ev = event_new(base, -1, 0, group_commit, srv);
 	srv->committer = worker_new(base);
@@ -1853,6 +1924,7 @@ smtp_server_free(struct smtp_server *srv)
 	if (srv->grace_ev)
 		event_free(srv->grace_ev);
 	climit_free(srv->climit);
+	event_free(srv->resume_ev);
 	runtime_unref(srv->rt);
 	free(srv->scratch);
 	/* Sessions are gone: a batch still syncing is finished and its
@@ -1870,6 +1942,7 @@ smtp_server_set_runtime(struct smtp_server *srv, struct runtime *rt)
 
 	srv->rt = runtime_ref(rt);
 	runtime_unref(old);
+	size_to_fd_limit(srv, rt->cfg);
 }
 
 int
@@ -1887,6 +1960,8 @@ smtp_server_listen(struct smtp_server *srv, int fd, bool is_submission,
 		return err_set(e, "cannot listen on fd %d", fd);
 	}
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
+	if (srv->is_paused)
+		evconnlistener_disable(l->evl);
 	l->next = srv->listeners;
 	srv->listeners = l;
 	return 0;
@@ -1913,6 +1988,7 @@ smtp_server_shutdown(struct smtp_server *srv, int grace,
 	srv->done = done;
 	srv->done_arg = arg;
 	close_listeners(srv);
+	evtimer_del(srv->resume_ev);
 	for (s = srv->sessions; s; s = next) {
 		next = s->next;
 		if (s->state == SMTP_STATE_CLOSING)

@@ -14,6 +14,7 @@ RSS readers vmrss_kb()/server_rss_kb() with asan_small_quarantine_env().
 import json
 import os
 import re
+import resource
 import select
 import shutil
 import signal
@@ -143,10 +144,21 @@ class Server:
         self.proc = subprocess.Popen(
             [BIN, "serve", "-c", self.conf_path] + list(extra_args),
             stdout=self.logf, stderr=subprocess.STDOUT, cwd=self.dir,
-            env=env, pass_fds=getattr(self, "pass_fds", ()))
+            env=env, pass_fds=getattr(self, "pass_fds", ()),
+            preexec_fn=self._limits)
         if wait:
             self.wait_listening()
         return self
+
+    def _limits(self):
+        """In the child: the open-files limit a test asked for (nofile =
+        (soft, hard); hard None keeps the current one)."""
+        want = getattr(self, "nofile", None)
+        if want:
+            soft, hard = want
+            if hard is None:
+                hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
     def wait_listening(self, port=None, timeout=10.0):
         port = port or self.port

@@ -6,6 +6,8 @@ CR/LF in command lines, and memory per session staying bounded whatever a
 client sends.
 """
 import os
+import re
+import resource
 import socket
 import sys
 import time
@@ -132,6 +134,78 @@ def max_connections_total():
     d = wait_for(lambda: greeted_or_none(s), 5,
                  "a connection after one closed")
     exp(d, "NOOP", 250, "2.0.0")
+
+
+def cpu_seconds(pid):
+    """User + system CPU time the process has used so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@test
+def open_files_limit_sizes_sessions():
+    """With a hard open-files limit of 64 the server cannot hold
+    max_connections: it says so at start, answers every client at once
+    (220 or 421, none left in the listen queue), and when accept() runs out
+    of descriptors it pauses instead of spinning on the listen socket and
+    flooding the log."""
+    s = Server(hermetic({"max_connections_per_ip": "1000"}), "limits")
+    s.nofile = (64, 64)
+    s.start()
+    assert re.search(r"the open files limit 64 leaves room for \d+ "
+                     r"sessions, fewer than max_connections 10000: the rest "
+                     r"are refused with 421", s.log()), s.log()
+    socks = [socket.create_connection(("127.0.0.1", s.port), 5)
+             for _ in range(80)]
+    answers = {}
+    for sock in socks:
+        sock.settimeout(8)
+        try:
+            line = sock.recv(200)
+        except socket.timeout:
+            line = b"(nothing)"
+        answers[line[:9]] = answers.get(line[:9], 0) + 1
+    assert set(answers) <= {b"220 mx.ex", b"421 4.7.0"}, answers
+    assert answers.get(b"220 mx.ex", 0) >= 16, answers
+    assert answers.get(b"421 4.7.0", 0) >= 1, answers
+    # Idle now: no CPU burnt on a pending accept, no log flood.
+    before = cpu_seconds(s.proc.pid)
+    time.sleep(1.5)
+    used = cpu_seconds(s.proc.pid) - before
+    assert used < 0.5, "%.2fs of CPU while idle" % used
+    log = s.log()
+    assert log.count(": accept: ") <= 10, log[-2000:]
+    for line in log.splitlines():
+        if ": accept: " in line:
+            assert "Too many open files" in line and \
+                "not accepting connections for 1s" in line, line
+    for sock in socks:
+        sock.close()
+    r = wait_for(lambda: greeted_or_none(s), 10,
+                 "a greeting once the sessions are gone")
+    exp(r, "EHLO client.example", 250)
+    send_msg(r, "alice@example.org", ["postmaster@localhost"],
+             message("after the open files ran out"))
+    exp(r, "QUIT", 221)
+    settle(s, "postmaster", 1)
+
+
+@test
+def soft_open_files_limit_raised():
+    """A soft limit under the hard one (systemd's 1024) is raised at start,
+    and the log says so."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    want = min(hard, 1048576)
+    s = Server(hermetic(), "limits")
+    s.nofile = (64, None)
+    s.start()
+    assert "open files limit raised from 64 to %d" % want in s.log(), \
+        s.log()
+    with open("/proc/%d/limits" % s.proc.pid) as f:
+        row = [x for x in f if x.startswith("Max open files")][0].split()
+    assert int(row[3]) == want, row
+    server_still_serves(s)
 
 
 # ---- sizes -----------------------------------------------------------------
