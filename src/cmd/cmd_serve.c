@@ -379,10 +379,11 @@ on_reload(evutil_socket_t sig, short what, void *arg)
 	    &sv->rt->cfg->submission_listen) ||
 	    strcmp(rt->cfg->spool_dir, sv->rt->cfg->spool_dir) != 0 ||
 	    strlist_equal(&rt->cfg->dns_servers, &sv->rt->cfg->dns_servers) ==
-	    false || strcmp(rt->cfg->user, sv->rt->cfg->user) != 0)
+	    false || strcmp(rt->cfg->user, sv->rt->cfg->user) != 0 ||
+	    rt->cfg->log != sv->rt->cfg->log)
 		log_warnx("reload: changes to listen, submission_listen, "
-		    "spool_dir, dns_servers or user take effect at the next "
-		    "restart");
+		    "spool_dir, dns_servers, user or log take effect at the "
+		    "next restart");
 	smtp_server_set_runtime(sv->server, rt);
 	sched_set_runtime(sv->sched, rt);
 	runtime_unref(sv->rt);

@@ -220,6 +220,28 @@ def sighup_reloads_config():
 
 
 @test
+def sighup_names_keys_that_need_a_restart():
+    # log = syslog cannot take over from stderr in a running server (the
+    # worker threads log too): the reload says so and logging goes on.
+    s = Server(name="hupkeys")
+    s.start()
+    s.conf["log"] = "syslog"
+    s.write_conf()
+    reload_and_wait(s, count(s.log(), "reload"))
+    s.wait_log("reload: changes to listen, submission_listen, spool_dir, "
+               "dns_servers, user or log take effect at the next restart",
+               timeout=5)
+    before = count(s.log(), "disconnect from")
+    r = s.raw()
+    r.expect(220)
+    r.expect(221, "QUIT")
+    r.close()
+    wait_for(lambda: count(s.log(), "disconnect from") > before, 5,
+             "the session's lines on stderr after the reload")
+    assert s.stop() == 0, s.log()
+
+
+@test
 def sighup_broken_config_keeps_old():
     s = Server({"address_map": "aliases"}, name="hupbad")
     s.write_file("aliases", "alias1@localhost  box1\n")
