@@ -460,7 +460,8 @@ cmd_serve(int argc, char **argv)
 	{
 		bool fatal;
 
-		if (spool_journal_open(sv.spool, &fatal, &e) == -1) {
+		if (spool_journal_open(sv.spool, sv.rt->cfg->postoffice_dir,
+		    &fatal, &e) == -1) {
 			if (fatal)
 				fatalx(EXIT_TEMPFAIL, "fatal: %s", e.msg);
 			log_warnx("%s: direct deliveries sync their own "

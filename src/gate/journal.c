@@ -39,6 +39,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -55,6 +56,7 @@
 #include "lib/mem.h"
 #include "lib/str.h"
 #include "net/worker.h"
+#include "gate/addrmap.h"
 
 #define JOURNAL_SIZE	(8 * 1024 * 1024)
 #define JBLOCK		4096
@@ -100,6 +102,7 @@ struct jfs {
 struct journal {
 	char		*path;
 	char		*quarantine_dir;	/* for records not put back */
+	char		*root;		/* every file is in root/MAILBOX/new */
 	int		 fd;		/* writes (O_DIRECT when it can) */
 	int		 read_fd;	/* reads; holds the flock */
 	bool		 is_direct;	/* O_DIRECT | O_DSYNC writes */
@@ -405,6 +408,47 @@ find_current(const char *dir, const char *name, char *out, size_t size)
 	closedir(d);
 }
 
+/* A root process gives the file it made to the owner of its directory
+ * (replay as the server's user makes it that user's already). */
+static int
+give_to_owner(int fd, const struct stat *dir)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || fstat(fd, &st) == -1)
+		return 0;
+	if (st.st_uid == dir->st_uid && st.st_gid == dir->st_gid)
+		return 0;
+	return fchown(fd, dir->st_uid, dir->st_gid);
+}
+
+/*
+ * Records may only put mail back: dir must be root/MAILBOX/new for a
+ * valid mailbox name. Whoever can write the journal (the server's user)
+ * cannot aim a record anywhere else.
+ */
+static bool
+is_mailbox_new(const char *root, const char *dir)
+{
+	size_t n = strlen(root);
+	char box[NAME_MAX + 1];
+	const char *slash;
+
+	while (n > 0 && root[n - 1] == '/')
+		n--;
+	if (strncmp(dir, root, n) != 0 || dir[n] != '/')
+		return false;
+	for (dir += n; *dir == '/'; dir++)
+		;
+	slash = strchr(dir, '/');
+	if (slash == NULL || strcmp(slash, "/new") != 0 ||
+	    (size_t)(slash - dir) >= sizeof(box))
+		return false;
+	memcpy(box, dir, (size_t)(slash - dir));
+	box[slash - dir] = '\0';
+	return mailbox_name_valid(box);
+}
+
 enum restore_mode {
 	RESTORE_REPLAY,		/* after a stop: put back what is missing or
 				 * not what was recorded */
@@ -460,7 +504,7 @@ restore(const char *dir, const char *name, uint64_t seq, const void *data,
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
 	if (fd == -1)
 		return err_sys(e, "journal: create %s", tmp);
-	if ((geteuid() == 0 && fchown(fd, st.st_uid, st.st_gid) == -1) ||
+	if (give_to_owner(fd, &st) == -1 ||
 	    fsio_write_all(fd, data, len) == -1 || fsync(fd) == -1) {
 		err_sys(e, "journal: write %s", tmp);
 		(void)close(fd);
@@ -638,8 +682,12 @@ walk(struct journal *j, struct cursor *c, uint64_t end_seq,
 		memcpy(name, rest + r.dir_len, r.name_len);
 		name[r.name_len] = '\0';
 		err_clear(&re);
-		if (strchr(name, '/') != NULL || dir[0] != '/')
+		if (strchr(name, '/') != NULL || name[0] == '.' ||
+		    name[0] == '\0')
 			err_set(&re, "not a file name");
+		else if (!is_mailbox_new(j->root, dir))
+			err_set(&re, "not the new/ of a mailbox in %s",
+			    j->root);
 		else if (restore(dir, name, r.seq, rest + r.dir_len +
 		    r.name_len, (size_t)r.data_len, mode, &put_back, &re) == 0)
 			c->nput += put_back;
@@ -967,6 +1015,7 @@ free_journal(struct journal *j)
 	pthread_mutex_destroy(&j->ck_lock);
 	free(j->path);
 	free(j->quarantine_dir);
+	free(j->root);
 	free(j);
 }
 
@@ -995,16 +1044,18 @@ replay(struct journal *j, struct err *e)
 }
 
 struct journal *
-journal_open(const char *path, const char *quarantine_dir, uid_t uid,
-    gid_t gid, bool *is_fatal, struct err *e)
+journal_open(const char *path, const char *quarantine_dir, const char *root,
+    uid_t uid, gid_t gid, bool *is_fatal, struct err *e)
 {
 	struct journal *j = xcalloc(1, sizeof(*j));
+	bool is_as_user = geteuid() == 0 && uid != 0;
 	struct stat st;
-	int fd;
+	int fd, rc;
 
 	*is_fatal = false;
 	j->path = xstrdup(path);
 	j->quarantine_dir = xstrdup(quarantine_dir);
+	j->root = xstrdup(root);
 	j->fd = j->read_fd = -1;
 	pthread_mutex_init(&j->lock, NULL);
 	pthread_mutex_init(&j->ck_lock, NULL);
@@ -1033,7 +1084,22 @@ journal_open(const char *path, const char *quarantine_dir, uid_t uid,
 		    (long long)st.st_size, JOURNAL_SIZE);
 		goto fail;
 	}
-	if (read_heads(j, e) == -1 || replay(j, e) == -1)
+	/* Root replays with the file access of uid: a record puts back only
+	 * what the server's user could have written itself. */
+	if (is_as_user) {
+		(void)setfsgid(gid);
+		(void)setfsuid(uid);
+	}
+	if (is_as_user && (uid_t)setfsuid(uid) != uid)
+		rc = err_set(e, "journal: cannot take the file access of uid "
+		    "%lu to replay %s", (unsigned long)uid, path);
+	else
+		rc = read_heads(j, e) == -1 || replay(j, e) == -1 ? -1 : 0;
+	if (is_as_user) {
+		(void)setfsuid(0);
+		(void)setfsgid(0);
+	}
+	if (rc == -1)
 		goto fail;
 	/* From here on whole blocks are written past the page cache: each
 	 * commit is one write and one flush. The first descriptor keeps the

@@ -43,16 +43,19 @@ typedef void	(*journal_link_fn)(void *arg);
 /*
  * Opens path (making it when missing, uid's when made by root) and
  * replays it: every recorded file newer than the last checkpoint that is
- * missing or not what was recorded is put back (a root process gives it
- * to its directory's owner; one that cannot be put back is kept in
- * quarantine_dir as journal-SEQ with journal-SEQ.reason), then all of
- * them are made durable. NULL with e set on error; *is_fatal then tells
+ * missing or not what was recorded is put back, then all of them are made
+ * durable. Records can only name root/MAILBOX/new, and a root process
+ * replays with the file access of uid (uid 0: its own), so that a journal
+ * written by the server's user puts back only what that user could write.
+ * A record that cannot be put back is kept in quarantine_dir as
+ * journal-SEQ with journal-SEQ.reason. NULL with e set on error; *is_fatal then tells
  * a journal that exists and could not be replayed (acknowledged mail may
  * depend on it) from one that could not be made or that another process
  * holds.
  */
 struct journal	*journal_open(const char *path, const char *quarantine_dir,
-		    uid_t uid, gid_t gid, bool *is_fatal, struct err *e);
+		    const char *root, uid_t uid, gid_t gid, bool *is_fatal,
+		    struct err *e);
 /* Checkpoints in the background from now on: a timer on base's loop and
  * a thread of its own. Without it (tests) only journal_checkpoint does. */
 int		 journal_start(struct journal *j, struct event_base *base,

@@ -402,7 +402,8 @@ spool_pool_start(struct spool *sp, struct event_base *base, struct err *e)
 }
 
 int
-spool_journal_open(struct spool *sp, bool *is_fatal, struct err *e)
+spool_journal_open(struct spool *sp, const char *postoffice, bool *is_fatal,
+    struct err *e)
 {
 	char path[PATH_MAX];
 
@@ -411,8 +412,8 @@ spool_journal_open(struct spool *sp, bool *is_fatal, struct err *e)
 		return 0;
 	if (fsio_join(path, sizeof(path), sp->dir, "journal") == -1)
 		return err_set(e, "spool: path too long in %s", sp->dir);
-	sp->journal = journal_open(path, sp->quarantine_dir, sp->uid, sp->gid,
-	    is_fatal, e);
+	sp->journal = journal_open(path, sp->quarantine_dir, postoffice,
+	    sp->uid, sp->gid, is_fatal, e);
 	return sp->journal ? 0 : -1;
 }
 

@@ -41,7 +41,8 @@ void		 spool_pool_stop(struct spool *sp);
 /*
  * The server's journal (journal.h, doc/QUEUE.md): spool_journal_open
  * replays spool_dir/journal (made when missing) before any connection is
- * accepted; from then on direct deliveries whose whole file fits in
+ * accepted (its records may only name Maildirs in postoffice); from
+ * then on direct deliveries whose whole file fits in
  * memory are committed with one record instead of syncing the file and
  * its directory. spool_journal_start, on the loop once the privileges
  * are dropped, checkpoints it in the background. spool_close (on the
@@ -50,8 +51,8 @@ void		 spool_pool_stop(struct spool *sp);
  * replayed (acknowledged mail may be in it) from one that could not be
  * made or is in another server's use.
  */
-int		 spool_journal_open(struct spool *sp, bool *is_fatal,
-		    struct err *e);
+int		 spool_journal_open(struct spool *sp, const char *postoffice,
+		    bool *is_fatal, struct err *e);
 int		 spool_journal_start(struct spool *sp, struct event_base *base,
 		    struct err *e);
 const char	*spool_path(const struct spool *sp);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,7 +35,7 @@ syncfs(int fd)
 	}
 	return (int)syscall(SYS_syncfs, fd);
 }
-static char jpath[128], newdir[128], curdir[128], qdir[128];
+static char jpath[128], newdir[128], curdir[128], qdir[128], root[128];
 
 static void
 test_crc32c(void)
@@ -67,6 +68,7 @@ fresh(void)
 	snprintf(newdir, sizeof(newdir), "%s/j/mb/new", dir);
 	snprintf(curdir, sizeof(curdir), "%s/j/mb/cur", dir);
 	snprintf(qdir, sizeof(qdir), "%s/j/quarantine", dir);
+	snprintf(root, sizeof(root), "%s/j", dir);
 	CHECK(mkdir(qdir, 0700) == 0);
 }
 
@@ -78,7 +80,7 @@ open_j(void)
 	struct journal *j;
 
 	err_clear(&e);
-	j = journal_open(jpath, qdir, 0, 0, &fatal, &e);
+	j = journal_open(jpath, qdir, root, 0, 0, &fatal, &e);
 	if (j == NULL)
 		fprintf(stderr, "  journal_open: %s\n", e.msg);
 	CHECK(j != NULL);
@@ -508,6 +510,91 @@ test_unrestorable_is_quarantined(void)
 		journal_close(j, true);
 }
 
+/* Files at dir (any directory) for message n, delivered through j. */
+static void
+deliver_in(struct journal *j, const char *at, int n)
+{
+	char keep[sizeof(newdir)];
+
+	memcpy(keep, newdir, sizeof(keep));
+	snprintf(newdir, sizeof(newdir), "%s", at);
+	CHECK_INT(deliver(j, n, 3000), 0);
+	memcpy(newdir, keep, sizeof(newdir));
+}
+
+/* A record may only put a file back into the new/ of a mailbox under the
+ * root: anything else (a journal written by a compromised server user
+ * and replayed by root) goes to the quarantine, not onto the disk. */
+static void
+test_record_outside_mailboxes_is_quarantined(void)
+{
+	char other[200], cmd[700];
+	struct journal *j;
+
+	fresh();
+	snprintf(other, sizeof(other), "%s/elsewhere/new", dir);
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s", other);
+	CHECK(system(cmd) == 0);
+	j = open_j();
+	deliver_in(j, curdir, 1);		/* root/mb/cur */
+	deliver_in(j, other, 2);		/* outside the root */
+	CHECK_INT(deliver(j, 3, 3000), 0);	/* root/mb/new */
+	journal_close(j, false);
+	snprintf(cmd, sizeof(cmd), "rm -f %s/m1 %s/m2 %s/m3", curdir, other,
+	    newdir);
+	CHECK(system(cmd) == 0);
+	j = open_j();
+	snprintf(cmd, sizeof(cmd), "test ! -e %s/m1 && test ! -e %s/m2 && "
+	    "test $(grep -l 'not the new/ of a mailbox in %s' "
+	    "%s/journal-*.reason | wc -l) = 2", curdir, other, root, qdir);
+	CHECK(system(cmd) == 0);
+	CHECK(holds(msg_path(3), 3, 3000));
+	journal_close(j, true);
+}
+
+/* Root replays with the file access of the server's user: a record for a
+ * mailbox that user cannot write is quarantined, and what is put back
+ * belongs to the user. */
+static void
+test_replay_as_user(void)
+{
+	char root_box[200], cmd[700];
+	struct journal *j;
+	struct stat st;
+	struct err e;
+	bool fatal;
+
+	if (geteuid() != 0)
+		return;		/* nothing to drop */
+	fresh();
+	snprintf(root_box, sizeof(root_box), "%s/j/rootbox/new", dir);
+	/* the user can reach its mailboxes, as the server's user must */
+	snprintf(cmd, sizeof(cmd), "mkdir -p %s && chmod 700 %s/j/rootbox && "
+	    "chmod 755 %s %s/j && chown -R 65534:65534 %s/j/mb %s", root_box,
+	    dir, dir, dir, dir, qdir);
+	CHECK(system(cmd) == 0);
+	j = open_j();
+	CHECK_INT(deliver(j, 1, 3000), 0);
+	deliver_in(j, root_box, 2);
+	journal_close(j, false);
+	snprintf(cmd, sizeof(cmd), "rm -f %s/m1 %s/m2", newdir, root_box);
+	CHECK(system(cmd) == 0);
+	err_clear(&e);
+	j = journal_open(jpath, qdir, root, 65534, 65534, &fatal, &e);
+	if (j == NULL)
+		fprintf(stderr, "  journal_open: %s\n", e.msg);
+	CHECK(j != NULL);
+	CHECK(holds(msg_path(1), 1, 3000));
+	CHECK(stat(msg_path(1), &st) == 0 && st.st_uid == 65534);
+	snprintf(cmd, sizeof(cmd), "test ! -e %s/m2 && "
+	    "grep -q 'Permission denied' %s/journal-*.reason", root_box, qdir);
+	CHECK(system(cmd) == 0);
+	/* and the process is root again for its own files */
+	CHECK(setfsuid((uid_t)-1) == 0);
+	if (j != NULL)
+		journal_close(j, true);
+}
+
 static void
 test_open_errors(void)
 {
@@ -521,7 +608,7 @@ test_open_errors(void)
 	j = open_j();
 	/* a second server on the same spool: refused, not fatal */
 	err_clear(&e);
-	j2 = journal_open(jpath, qdir, 0, 0, &fatal, &e);
+	j2 = journal_open(jpath, qdir, root, 0, 0, &fatal, &e);
 	CHECK(j2 == NULL);
 	CHECK(!fatal);
 	CHECK(strstr(e.msg, "lock") != NULL);
@@ -533,14 +620,14 @@ test_open_errors(void)
 	CHECK(pwrite(fd, zero, sizeof(zero), 4096) == sizeof(zero));
 	close(fd);
 	err_clear(&e);
-	j2 = journal_open(jpath, qdir, 0, 0, &fatal, &e);
+	j2 = journal_open(jpath, qdir, root, 0, 0, &fatal, &e);
 	CHECK(j2 == NULL);
 	CHECK(fatal);
 	CHECK(strstr(e.msg, jpath) != NULL);
 	/* a file of the wrong size */
 	CHECK(truncate(jpath, 12345) == 0);
 	err_clear(&e);
-	CHECK(journal_open(jpath, qdir, 0, 0, &fatal, &e) == NULL);
+	CHECK(journal_open(jpath, qdir, root, 0, 0, &fatal, &e) == NULL);
 	CHECK(fatal);
 	CHECK(strstr(e.msg, "12345") != NULL);
 }
@@ -561,6 +648,8 @@ main(void)
 	RUN(test_stale_record_after_torn_one);
 	RUN(test_failed_sync);
 	RUN(test_unrestorable_is_quarantined);
+	RUN(test_record_outside_mailboxes_is_quarantined);
+	RUN(test_replay_as_user);
 	RUN(test_open_errors);
 	{
 		char cmd[128];
