@@ -876,33 +876,63 @@ journal_used(struct journal *j)
 
 /* --- commits ----------------------------------------------------------- */
 
+/* Makes the record whose first block is r void: written again with
+ * void_magic and no file, its size kept. Under lock. */
+static int
+void_record(struct journal *j, struct jrec *r, uint64_t off, struct err *e)
+{
+	memcpy(r->magic, void_magic, sizeof(r->magic));
+	r->data_len = 0;
+	r->dir_len = r->name_len = 0;
+	r->crc = rec_crc(r, NULL, 0);
+	return write_durable(j, r, JBLOCK, (off_t)off, e);
+}
+
 /*
  * Makes void the records of the files link could not link (their
- * messages are refused): each one's first block is written again, with
- * void_magic and no file. Under lock, after the records' write.
+ * messages are refused), or (all) every record of the commit: after a
+ * failed write they may have reached the disk while the caller syncs or
+ * refuses those messages itself. Under lock, after the records' write.
  */
 static int
 void_unlinked(struct journal *j, char *buf, const struct journal_file *files,
-    size_t n, uint64_t off, struct err *e)
+    size_t n, uint64_t off, bool all, struct err *e)
 {
 	size_t pos = 0;
+	int rc = 0;
 
 	for (size_t i = 0; i < n; i++) {
 		struct jrec *r = (struct jrec *)(buf + pos);
 		uint32_t size = r->size;
 
-		if (files[i].is_void) {
-			memcpy(r->magic, void_magic, sizeof(r->magic));
-			r->data_len = 0;
-			r->dir_len = r->name_len = 0;
-			r->crc = rec_crc(r, NULL, 0);
-			if (write_durable(j, r, JBLOCK, (off_t)(off + pos),
-			    e) == -1)
-				return -1;
-		}
+		if ((all || files[i].is_void) &&
+		    void_record(j, r, off + pos, e) == -1)
+			rc = -1;
 		pos += size;
 	}
-	return 0;
+	return rc;
+}
+
+int
+journal_void(struct journal *j, const struct journal_file *f, struct err *e)
+{
+	struct jrec *r;
+	int rc = 0;
+
+	pthread_mutex_lock(&j->lock);
+	/* Not retired by a checkpoint (whose sync made the unlink that
+	 * follows as durable as any other), so its space holds it still. */
+	if (f->rec_size != 0 && f->rec_seq >= j->tail_seq &&
+	    f->rec_seq < j->head_seq) {
+		r = block_alloc(JBLOCK);
+		memset(r, 0, JBLOCK);
+		r->seq = f->rec_seq;
+		r->size = f->rec_size;
+		rc = void_record(j, r, f->rec_off, e);
+		free(r);
+	}
+	pthread_mutex_unlock(&j->lock);
+	return rc;
 }
 
 int
@@ -964,12 +994,34 @@ journal_commit(struct journal *j, struct journal_file *files, size_t n,
 		    files[i].len);
 		r->crc = rec_crc(r, p, r->dir_len + r->name_len +
 		    files[i].len);
+		files[i].rec_off = off + pos;
+		files[i].rec_seq = r->seq;
+		files[i].rec_size = r->size;
 		pos += r->size;
 		files[i].is_void = false;
 	}
 	rc = write_durable_linking(j, buf, total, (off_t)off, link, arg, e);
-	if (rc == 0)
-		rc = void_unlinked(j, buf, files, n, off, e);
+	if (rc == 0) {
+		/* once more on failure: a valid record would put back a
+		 * message its client is told was refused */
+		rc = void_unlinked(j, buf, files, n, off, false, e);
+		if (rc == -1 && void_unlinked(j, buf, files, n, off, false,
+		    e) == 0) {
+			err_clear(e);
+			rc = 0;
+		}
+		else if (rc == -1)
+			log_warnx("%s; %s may put back after a crash a file "
+			    "whose message is refused now", e->msg, j->path);
+	} else {
+		struct err ve;
+
+		err_clear(&ve);
+		if (void_unlinked(j, buf, files, n, off, true, &ve) == -1)
+			log_warnx("%s; %s, not made void, may put back after "
+			    "a crash %zu file(s) whose messages are synced "
+			    "or refused now", ve.msg, j->path, n);
+	}
 	/* Written or not, that space may hold part of these records: the
 	 * head moves past it. After a failure, replay would stop there, so
 	 * nothing more is committed here until a checkpoint has passed it. */
@@ -982,13 +1034,14 @@ journal_commit(struct journal *j, struct journal_file *files, size_t n,
 		j->broken_seq = j->head_seq;
 	pthread_mutex_unlock(&j->lock);
 	free(buf);
-	if (rc == 0)
-		arm_timer(j);
+	/* After a failure too: only a checkpoint lets commits in again. */
+	arm_timer(j);
 	return rc;
 refused:
 	pthread_mutex_unlock(&j->lock);
 	free(buf);
 	link(arg);
+	arm_timer(j);
 	return rc;
 }
 

@@ -18,6 +18,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 struct err;
@@ -35,6 +36,9 @@ struct journal_file {
 	size_t		 len;
 	dev_t		 dev;		/* of dir's file system */
 	bool		 is_void;	/* set by link: not linked after all */
+	/* where journal_commit put its record, for journal_void */
+	uint64_t	 rec_off, rec_seq;
+	uint32_t	 rec_size;
 };
 
 /* Links the files of a commit (journal_commit's link argument). */
@@ -71,10 +75,19 @@ void		 journal_close(struct journal *j, bool checkpoint);
  * not link, whose record is then made void (replay skips it) before
  * journal_commit returns. -1 (e set) when the journal cannot take them
  * now (full, or a write failed): the caller makes the files durable
- * itself. Any thread.
+ * itself (after a failed write every record of the commit is made void,
+ * as far as the disk lets it). Any thread.
  */
 int		 journal_commit(struct journal *j, struct journal_file *files,
 		    size_t n, journal_link_fn link, void *arg, struct err *e);
+/*
+ * Makes void the record of f (committed by journal_commit, which filled
+ * in rec_*) if no checkpoint has retired it yet: its message is given up
+ * after all (its client left before the 250), and a replay must not put
+ * its file back. Any thread.
+ */
+int		 journal_void(struct journal *j, const struct journal_file *f,
+		    struct err *e);
 /*
  * Makes every recorded file durable and frees its record. When a sync
  * fails, each file is written again on its own (a failed write-back

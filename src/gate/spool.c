@@ -132,6 +132,9 @@ struct spool_msg {
 	/* direct: committed as final_dir/final_name instead of queue/ID */
 	char		*final_dir;
 	char		*final_name;
+	/* its record in the journal, when one made it durable */
+	struct journal_file jrec;
+	bool		 has_jrec;
 };
 
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -865,8 +868,17 @@ spool_msg_uncommit(struct spool_msg *m)
 
 	if (!m->is_committed)
 		return;
+	/* Its record first: a replay must not put the file back. */
+	err_clear(&e);
+	if (m->has_jrec && m->sp->journal != NULL &&
+	    journal_void(m->sp->journal, &m->jrec, &e) == -1)
+		log_warnx("%s; %s/%s, given up, may come back after a crash",
+		    e.msg, m->final_dir, m->final_name);
+	m->has_jrec = false;
 	unlink_queued(m);
-	(void)fsio_fsync_dir(final_dir(m), &e);
+	if (fsio_fsync_dir(final_dir(m), &e) == -1)
+		log_warnx("%s; the message given up may come back after a "
+		    "crash", e.msg);
 	m->is_committed = false;
 }
 
@@ -1023,8 +1035,17 @@ commit_journal(struct spool *sp, struct commit_links *l)
 		link_all(l);
 	else if (journal_commit(sp->journal, l->files, l->nfiles, link_all, l,
 	    &e) == 0)
-		for (size_t k = 0; k < l->nfiles; k++)
+		for (size_t k = 0; k < l->nfiles; k++) {
+			struct spool_msg *m = l->msgs[l->which[k]];
+
 			l->skip[l->which[k]] = 1;
+			if (l->files[k].is_void)
+				continue;
+			m->jrec.rec_off = l->files[k].rec_off;
+			m->jrec.rec_seq = l->files[k].rec_seq;
+			m->jrec.rec_size = l->files[k].rec_size;
+			m->has_jrec = true;
+		}
 	else if (e.errnum != 0)
 		/* A full journal is routine; a failed write is not. The
 		 * messages are synced the usual way either way. */
@@ -1070,13 +1091,28 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 	for (size_t i = 0; i < n; i++)
 		nsync += !l.skip[i];
 	if (nsync > 0 && sync_batch(sp, msgs, n, l.skip, &e) == -1) {
-		/* Not durable: undo; the clients will retry. */
+		/* Not durable: undo; the clients will retry. The undoing is
+		 * synced too: the failed sync may have made a link durable
+		 * (syncfs commits the names even when a file's pages fail). */
+		const char *synced = NULL;
+
 		for (size_t i = 0; i < n; i++)
 			if (!l.skip[i]) {
 				unlink_queued(msgs[i]);
 				errs[i] = e;
 				results[i] = -1;
 			}
+		for (size_t i = 0; i < n; i++) {
+			struct err de;
+
+			if (l.skip[i] || (synced != NULL &&
+			    strcmp(synced, final_dir(msgs[i])) == 0))
+				continue;
+			synced = final_dir(msgs[i]);
+			if (fsio_fsync_dir(synced, &de) == -1)
+				log_warnx("%s; messages refused there may come "
+				    "back after a crash", de.msg);
+		}
 	}
 	free(l.skip);
 	for (size_t i = 0; i < n; i++) {

@@ -2,14 +2,19 @@
  * journal"): what a replay after a crash puts back, and what it leaves. */
 #include "t.h"
 
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/fsuid.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/thread.h>
 
 #include "lib/crc32c.h"
 #include "lib/err.h"
@@ -19,11 +24,22 @@
 static char dir[64];
 
 /*
- * Fault injection: this definition takes the place of the C library's
- * syncfs in this test program, so that a checkpoint's sync can be made
- * to fail as a disk's write-back error would make it.
+ * Fault injection: these definitions take the place of the C library's
+ * syncfs, pwrite and syscall in this test program, so that a checkpoint's
+ * sync or a record's write can be made to fail as a disk's error would.
  */
 static int fail_syncfs;
+
+/* The C library's own, past the definitions below. */
+static long
+real_syscall6(long nr, long a, long b, long c, long d, long e, long f)
+{
+	static long (*real)(long, ...);
+
+	if (real == NULL)
+		real = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	return real(nr, a, b, c, d, e, f);
+}
 
 int
 syncfs(int fd)
@@ -33,8 +49,57 @@ syncfs(int fd)
 		errno = EIO;
 		return -1;
 	}
-	return (int)syscall(SYS_syncfs, fd);
+	return (int)real_syscall6(SYS_syncfs, fd, 0, 0, 0, 0, 0);
 }
+
+/*
+ * And pwrite: the next fail_pwrite writes of exactly fail_pwrite_len
+ * bytes into the ring fail with EIO, after reaching the file when
+ * pwrite_lands (a flush that fails after the data went out).
+ */
+static size_t fail_pwrite_len;
+static int fail_pwrite;
+static bool pwrite_lands;
+
+ssize_t
+pwrite(int fd, const void *buf, size_t len, off_t off)
+{
+	if (fail_pwrite > 0 && len == fail_pwrite_len && off >= 8192) {
+		fail_pwrite--;
+		if (pwrite_lands)
+			(void)real_syscall6(SYS_pwrite64, fd, (long)buf,
+			    (long)len, (long)off, 0, 0);
+		errno = EIO;
+		return -1;
+	}
+	return (ssize_t)real_syscall6(SYS_pwrite64, fd, (long)buf, (long)len,
+	    (long)off, 0, 0);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t len, off_t off)
+    __attribute__((alias("pwrite")));
+
+/* And io_setup, through syscall(): without it (no_aio) every record is
+ * written by pwrite. */
+static bool no_aio;
+
+long
+syscall(long nr, ...)
+{
+	va_list ap;
+	long a[6];
+
+	va_start(ap, nr);
+	for (int i = 0; i < 6; i++)
+		a[i] = va_arg(ap, long);
+	va_end(ap);
+	if (nr == SYS_io_setup && no_aio) {
+		errno = ENOSYS;
+		return -1;
+	}
+	return real_syscall6(nr, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
 static char jpath[128], newdir[128], curdir[128], qdir[128], root[128];
 
 static void
@@ -124,7 +189,8 @@ link_one(void *arg)
 /* Delivers message n as new/m<n>, written while its record is being
  * committed to the journal, or (fail) a link that fails. */
 static int
-deliver_as(struct journal *j, int n, size_t size, bool fail)
+deliver_rec(struct journal *j, int n, size_t size, bool fail,
+    struct journal_file *out)
 {
 	char name[32];
 	char *data = content(n, size);
@@ -147,7 +213,15 @@ deliver_as(struct journal *j, int n, size_t size, bool fail)
 	CHECK_INT(l.calls, 1);
 	CHECK(rc != 0 || f.is_void == fail);
 	free(data);
+	if (out != NULL)
+		*out = f;
 	return rc;
+}
+
+static int
+deliver_as(struct journal *j, int n, size_t size, bool fail)
+{
+	return deliver_rec(j, n, size, fail, NULL);
 }
 
 static int
@@ -595,6 +669,119 @@ test_replay_as_user(void)
 		journal_close(j, true);
 }
 
+/* The write that makes a refused message's record void fails once: it is
+ * tried again, and the message stays refused after a crash. */
+static void
+test_void_write_retried(void)
+{
+	struct journal *j;
+
+	fresh();
+	j = open_j();
+	fail_pwrite_len = 4096;
+	fail_pwrite = 1;
+	CHECK_INT(deliver_as(j, 1, 5000, true), 0);
+	CHECK_INT(fail_pwrite, 0);
+	journal_close(j, false);
+	j = open_j();
+	CHECK(access(msg_path(1), F_OK) == -1);
+	journal_close(j, true);
+}
+
+/* A record write that fails after its data reached the disk: the caller
+ * syncs (or refuses) the message itself, so the record is made void and
+ * a replay does not put back a file its reader has since deleted. */
+static void
+test_failed_write_voids_records(void)
+{
+	struct journal *j;
+
+	fresh();
+	no_aio = true;
+	j = open_j();
+	fail_pwrite_len = 8192;
+	fail_pwrite = 1;
+	pwrite_lands = true;
+	CHECK_INT(deliver(j, 1, 5000), -1);
+	pwrite_lands = false;
+	CHECK_INT(fail_pwrite, 0);
+	CHECK(holds(msg_path(1), 1, 5000));	/* linked: the caller syncs */
+	CHECK(unlink(msg_path(1)) == 0);	/* read and deleted */
+	journal_close(j, false);
+	no_aio = false;
+	j = open_j();
+	CHECK(access(msg_path(1), F_OK) == -1);
+	journal_close(j, true);
+}
+
+static void
+stop_loop(evutil_socket_t fd, short what, void *arg)
+{
+	event_base_loopbreak(arg);
+}
+
+/* After a failed record write commits stop until a checkpoint has passed
+ * it: the failure itself must schedule that checkpoint. */
+static void
+test_failed_write_schedules_checkpoint(void)
+{
+	struct event_base *base = event_base_new();
+	struct event *tick = evtimer_new(base, stop_loop, base);
+	struct timeval ms200 = { 0, 200000 };
+	struct journal *j;
+	struct err e;
+	int rc = -1;
+
+	fresh();
+	no_aio = true;
+	j = open_j();
+	err_clear(&e);
+	CHECK_INT(journal_start(j, base, &e), 0);
+	fail_pwrite_len = 8192;
+	fail_pwrite = 1;
+	CHECK_INT(deliver(j, 1, 5000), -1);
+	/* no other commit comes to arm anything: only the loop runs */
+	for (int i = 0; i < 50 && journal_used(j) > 0; i++) {
+		evtimer_add(tick, &ms200);
+		event_base_dispatch(base);
+	}
+	CHECK_INT(journal_used(j), 0);
+	rc = deliver(j, 2, 5000);
+	CHECK_INT(rc, 0);
+	no_aio = false;
+	journal_close(j, true);
+	event_free(tick);
+	event_base_free(base);
+}
+
+/* A message given up after its record was written (its client left
+ * before the 250): journal_void keeps a replay from putting it back, and
+ * does nothing to a record a checkpoint has retired. */
+static void
+test_void_after_commit(void)
+{
+	struct journal_file f1, f2, f3;
+	struct journal *j;
+	struct err e;
+
+	fresh();
+	j = open_j();
+	CHECK_INT(deliver_rec(j, 1, 5000, false, &f1), 0);
+	err_clear(&e);
+	CHECK_INT(journal_checkpoint(j, &e), 0);
+	CHECK_INT(deliver_rec(j, 2, 5000, false, &f2), 0);
+	CHECK_INT(deliver_rec(j, 3, 5000, false, &f3), 0);
+	CHECK_INT(journal_void(j, &f1, &e), 0);	/* retired: nothing */
+	CHECK_INT(journal_void(j, &f2, &e), 0);
+	CHECK(unlink(msg_path(2)) == 0);	/* what uncommit does next */
+	journal_close(j, false);
+	CHECK(unlink(msg_path(3)) == 0);
+	j = open_j();
+	CHECK(access(msg_path(2), F_OK) == -1);
+	CHECK(holds(msg_path(3), 3, 5000));
+	journal_close(j, true);
+}
+
 static void
 test_open_errors(void)
 {
@@ -638,6 +825,7 @@ main(void)
 	char tmpl[] = "/tmp/smtpgate-journal.XXXXXX";
 
 	snprintf(dir, sizeof(dir), "%s", mkdtemp(tmpl));
+	evthread_use_pthreads();
 	RUN(test_crc32c);
 	RUN(test_replay_restores);
 	RUN(test_unlinked_is_void);
@@ -648,6 +836,10 @@ main(void)
 	RUN(test_stale_record_after_torn_one);
 	RUN(test_failed_sync);
 	RUN(test_unrestorable_is_quarantined);
+	RUN(test_void_write_retried);
+	RUN(test_failed_write_voids_records);
+	RUN(test_failed_write_schedules_checkpoint);
+	RUN(test_void_after_commit);
 	RUN(test_record_outside_mailboxes_is_quarantined);
 	RUN(test_replay_as_user);
 	RUN(test_open_errors);
