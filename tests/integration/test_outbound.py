@@ -149,8 +149,10 @@ def per_recipient_results_sent_bounced_deferred():
     peer.wait_messages(1)
     wait_log_re(s, r"%s: to=<later@remote\.example> .*status=deferred "
                 r"\(451 4\.3\.0" % qid)
-    e = wait_for(lambda: (queue_entry(s, qid) or {}).get("recipients") and
-                 queue_entry(s, qid), 5, "queue entry")
+    # the state file is written just after the log line
+    e = wait_for(lambda: [e for e in [queue_entry(s, qid)] if e and all(
+        r["state"] in ("sent", "bounced", "deferred")
+        for r in e["recipients"])], 5, "the queue entry's states")[0]
     st = {r["address"]: r for r in e["recipients"]}
     assert st["yes@remote.example"]["state"] == "sent", st
     assert st["no@remote.example"]["state"] == "bounced", st
