@@ -65,10 +65,18 @@ auth_users_parse(const char *name, const char *text, size_t len,
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
-		char *line = xstrndup(text + pos, n), *colon;
+		char *line, *colon;
 
-		pos += n + 1;
 		lineno++;
+		if (memchr(text + pos, '\0', n) != NULL) {
+			buf_printf(errors, "%s:%d: NUL byte in the line\n", name,
+			    lineno);
+			nerrors++;
+			pos += n + 1;
+			continue;
+		}
+		line = xstrndup(text + pos, n);
+		pos += n + 1;
 		if (n && line[n - 1] == '\r')
 			line[n - 1] = '\0';
 		if (line[0] == '\0' || line[0] == '#') {

@@ -219,6 +219,16 @@ put_field(struct buf *out, const char *name, const char *value,
 	buf_clear(&line);
 }
 
+/* The envelope's arrival as a time_t (0 when out of range: converting a
+ * double that does not fit is undefined). */
+static time_t
+arrival_time(const struct envelope *env)
+{
+	if (!(env->arrival > 0 && env->arrival < 1099511627776.0))
+		return 0;
+	return (time_t)env->arrival;
+}
+
 static void
 put_date_field(struct buf *out, const char *name, time_t t)
 {
@@ -448,8 +458,8 @@ build_status(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	buf_puts(&v, env->sender ? env->sender : "");
 	put_field(out, "X-Smtpgate-Sender", v.data, ADDR_OUT_MAX + 16,
 	    is_utf8);
-	if (env->arrival > 0)
-		put_date_field(out, "Arrival-Date", (time_t)env->arrival);
+	if (arrival_time(env) > 0)
+		put_date_field(out, "Arrival-Date", arrival_time(env));
 	for (size_t i = 0; i < p->nrcpts; i++) {
 		buf_puts(out, "\r\n");
 		put_rcpt_fields(out, p, &p->rcpts[i], is_utf8);
@@ -504,7 +514,7 @@ build_text(struct buf *out, const struct dsn_params *p, bool is_utf8)
 	struct buf line;
 
 	buf_init(&line);
-	header_date((time_t)p->env->arrival, arrived, sizeof(arrived));
+	header_date(arrival_time(p->env), arrived, sizeof(arrived));
 	buf_puts(&line, "This is the mail system at host ");
 	put_clean(&line, p->hostname, 255, false);
 	buf_puts(&line, ".");

@@ -7,6 +7,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -213,14 +215,18 @@ envelope_format(const struct envelope *env, struct buf *out)
 }
 
 #define MAX_WORDS 8
+/* Latest arrival time a queue file may give (year 36812). */
+#define ARRIVAL_MAX	1099511627776.0
 
 /* Splits line (modified) into at most MAX_WORDS space-separated words. */
 static int
 split_words(char *line, char **w)
 {
+	char *save = NULL;
 	int n = 0;
 
-	for (char *p = strtok(line, " "); p; p = strtok(NULL, " ")) {
+	for (char *p = strtok_r(line, " ", &save); p;
+	    p = strtok_r(NULL, " ", &save)) {
 		if (n == MAX_WORDS)
 			return -1;
 		w[n++] = p;
@@ -261,8 +267,11 @@ parse_header_line(struct envelope *env, char **w, int n)
 
 	if (strcmp(w[0], "arrival") == 0 && n == 2) {
 		char *end;
+
+		/* A time_t the rest of the program can convert it to. */
 		env->arrival = strtod(w[1], &end);
-		return *end ? -1 : 0;
+		return (*end || !isfinite(env->arrival) || env->arrival < 0 ||
+		    env->arrival >= ARRIVAL_MAX) ? -1 : 0;
 	}
 	if (strcmp(w[0], "client") == 0 && n == 3)
 		return take(&env->client_addr, w[1]) | take(&env->client_name,
@@ -317,58 +326,86 @@ parse_header_line(struct envelope *env, char **w, int n)
 	return -1;
 }
 
+/* Checks line 1, "SMTPGATE-QUEUE VERSION". */
+static int
+check_magic(const char *line, struct err *e)
+{
+	static const char magic[] = "SMTPGATE-QUEUE ";
+	unsigned long long version;
+
+	if (strncmp(line, magic, sizeof(magic) - 1) != 0 ||
+	    parse_ull(line + sizeof(magic) - 1, &version) == -1)
+		return err_set(e, "line 1: not a smtpgate queue file");
+	if (version != ENVELOPE_VERSION)
+		return err_set(e, "line 1: unsupported version %llu", version);
+	return 0;
+}
+
+/*
+ * One line of a queue file header (NUL-terminated, without its newline).
+ * Returns 1 for the "data" line, 0 for another good line, -1 (e set) on
+ * error.
+ */
+static int
+parse_line(struct envelope *env, char *line, int lineno, struct err *e)
+{
+	char *w[MAX_WORDS];
+	int nw;
+
+	if (lineno == 1)
+		return check_magic(line, e);
+	nw = split_words(line, w);
+	if (nw < 1)
+		return err_set(e, "line %d: malformed", lineno);
+	if (strcmp(w[0], "data") == 0 && nw == 2) {
+		if (parse_ull(w[1], &env->data_len) == -1)
+			return err_set(e, "line %d: bad data length", lineno);
+		if (env->sender == NULL || env->nrcpts == 0)
+			return err_set(e, "line %d: no sender or no recipient "
+			    "before data", lineno);
+		return 1;
+	}
+	if (parse_header_line(env, w, nw) == -1)
+		return err_set(e, "line %d: malformed '%s' record", lineno,
+		    w[0]);
+	return 0;
+}
+
+/*
+ * Lines have no length limit of their own: every field is xtext, which
+ * triples 8-bit bytes, and a line the spool wrote must read back (the
+ * caller bounds the whole header).
+ */
 int
 envelope_parse(const char *text, size_t len, struct envelope *env,
     size_t *header_len, struct err *e)
 {
 	size_t pos = 0;
 	int lineno = 0;
-	char line[2048];
-	char *w[MAX_WORDS];
 
 	while (pos < len) {
 		const char *nl = memchr(text + pos, '\n', len - pos);
 		size_t n;
-		int nw;
+		char *line;
+		int rc;
 
 		lineno++;
 		if (nl == NULL)
 			return err_set(e, "line %d: unterminated (file "
 			    "truncated?)", lineno);
 		n = (size_t)(nl - (text + pos));
-		if (n >= sizeof(line))
-			return err_set(e, "line %d: too long", lineno);
-		memcpy(line, text + pos, n);
-		line[n] = '\0';
-		pos += n + 1;
-		if (memchr(line, '\0', n))
+		if (memchr(text + pos, '\0', n))
 			return err_set(e, "line %d: NUL byte", lineno);
-		if (lineno == 1) {
-			int version;
-			if (sscanf(line, "SMTPGATE-QUEUE %d", &version) != 1)
-				return err_set(e, "line 1: not a smtpgate "
-				    "queue file");
-			if (version != ENVELOPE_VERSION)
-				return err_set(e, "line 1: unsupported "
-				    "version %d", version);
-			continue;
-		}
-		nw = split_words(line, w);
-		if (nw < 1)
-			return err_set(e, "line %d: malformed", lineno);
-		if (strcmp(w[0], "data") == 0 && nw == 2) {
-			if (parse_ull(w[1], &env->data_len) == -1)
-				return err_set(e, "line %d: bad data length",
-				    lineno);
-			if (env->sender == NULL || env->nrcpts == 0)
-				return err_set(e, "line %d: no sender or no "
-				    "recipient before data", lineno);
+		line = xstrndup(text + pos, n);
+		pos += n + 1;
+		rc = parse_line(env, line, lineno, e);
+		free(line);
+		if (rc == -1)
+			return -1;
+		if (rc == 1) {
 			*header_len = pos;
 			return 0;
 		}
-		if (parse_header_line(env, w, nw) == -1)
-			return err_set(e, "line %d: malformed '%s' record",
-			    lineno, w[0]);
 	}
 	return err_set(e, "no 'data' line (file truncated?)");
 }
@@ -391,6 +428,68 @@ envelope_format_state(const struct envelope *env, struct buf *out)
 	}
 }
 
+static int
+parse_ll(const char *s, long long *v)
+{
+	char *end;
+
+	if (!isdigit((unsigned char)*s) && !(*s == '-' &&
+	    isdigit((unsigned char)s[1])))
+		return -1;
+	errno = 0;
+	*v = strtoll(s, &end, 10);
+	return (errno || *end) ? -1 : 0;
+}
+
+/*
+ * One state line, "hold N" or
+ * "rcpt INDEX STATUS ATTEMPTS LAST NEXT FLAGS RELAY REPLY" (split into
+ * words in place). The relay and reply words have no length limit: a
+ * remote reply may be long, and xtext triples its blanks.
+ */
+static int
+parse_state_line(struct envelope *env, char *line, int lineno,
+    struct err *e)
+{
+	unsigned long long idx, attempts, hold;
+	long long last, next;
+	struct rcpt *r;
+	char *w[MAX_WORDS + 1];
+	int n = 0, s;
+
+	for (char *save = NULL, *p = strtok_r(line, " ", &save); p;
+	    p = strtok_r(NULL, " ", &save)) {
+		if (n == MAX_WORDS + 1)
+			return err_set(e, "state line %d: malformed", lineno);
+		w[n++] = p;
+	}
+	if (n == 2 && strcmp(w[0], "hold") == 0 &&
+	    parse_ull(w[1], &hold) == 0) {
+		env->is_held = hold != 0;
+		return 0;
+	}
+	if (n != 9 || strcmp(w[0], "rcpt") != 0 ||
+	    parse_ull(w[1], &idx) == -1 || idx >= env->nrcpts ||
+	    parse_ull(w[3], &attempts) == -1 || attempts > UINT_MAX ||
+	    parse_ll(w[4], &last) == -1 || parse_ll(w[5], &next) == -1)
+		return err_set(e, "state line %d: malformed", lineno);
+	for (s = 0; s <= RCPT_BOUNCED; s++)
+		if (strcmp(w[2], rcpt_status_names[s]) == 0)
+			break;
+	if (s > RCPT_BOUNCED)
+		return err_set(e, "state line %d: unknown status '%.15s'",
+		    lineno, w[2]);
+	r = &env->rcpts[idx];
+	r->status = (enum rcpt_status)s;
+	r->attempts = (unsigned)attempts;
+	r->last_try = last;
+	r->next_try = next;
+	r->is_warned = strchr(w[6], 'w') != NULL;
+	if (take(&r->reply, w[8]) == -1 || take(&r->relay, w[7]) == -1)
+		return err_set(e, "state line %d: bad reply text", lineno);
+	return 0;
+}
+
 int
 envelope_parse_state(const char *text, size_t len, struct envelope *env,
     struct err *e)
@@ -400,12 +499,6 @@ envelope_parse_state(const char *text, size_t len, struct envelope *env,
 
 	for (char *line = strtok_r(copy, "\n", &save); line && rc == 0;
 	    line = strtok_r(NULL, "\n", &save)) {
-		char status[16], flags[8], relay[1024], reply[2048];
-		unsigned long idx;
-		unsigned attempts;
-		long long last, next;
-		int hold, s;
-
 		lineno++;
 		if (lineno == 1) {
 			if (strcmp(line, "SMTPGATE-STATE 1") != 0)
@@ -413,34 +506,7 @@ envelope_parse_state(const char *text, size_t len, struct envelope *env,
 				    "state file");
 			continue;
 		}
-		if (sscanf(line, "hold %d", &hold) == 1) {
-			env->is_held = hold != 0;
-			continue;
-		}
-		if (sscanf(line, "rcpt %lu %15s %u %lld %lld %7s %1023s %2047s",
-		    &idx, status, &attempts, &last, &next, flags, relay,
-		    reply) != 8 || idx >= env->nrcpts) {
-			rc = err_set(e, "state line %d: malformed", lineno);
-			break;
-		}
-		for (s = 0; s <= RCPT_BOUNCED; s++)
-			if (strcmp(status, rcpt_status_names[s]) == 0)
-				break;
-		if (s > RCPT_BOUNCED) {
-			rc = err_set(e, "state line %d: unknown status '%s'",
-			    lineno, status);
-			break;
-		}
-		env->rcpts[idx].status = (enum rcpt_status)s;
-		env->rcpts[idx].attempts = attempts;
-		env->rcpts[idx].last_try = last;
-		env->rcpts[idx].next_try = next;
-		env->rcpts[idx].is_warned = strchr(flags, 'w') != NULL;
-		rc = take(&env->rcpts[idx].reply, reply);
-		if (rc == 0)
-			rc = take(&env->rcpts[idx].relay, relay);
-		if (rc == -1)
-			err_set(e, "state line %d: bad reply text", lineno);
+		rc = parse_state_line(env, line, lineno, e);
 	}
 	free(copy);
 	return rc;

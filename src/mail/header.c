@@ -13,7 +13,12 @@ header_date(time_t t, char *out, size_t size)
 {
 	struct tm tm;
 
-	gmtime_r(&t, &tm);
+	/* A time gmtime cannot represent (a corrupted state file's) gives
+	 * the epoch rather than whatever was in tm. */
+	if (gmtime_r(&t, &tm) == NULL) {
+		t = 0;
+		gmtime_r(&t, &tm);
+	}
 	if (strftime(out, size, "%a, %d %b %Y %H:%M:%S +0000", &tm) == 0 &&
 	    size)
 		out[0] = '\0';

@@ -749,6 +749,34 @@ test_python_parses(void)
 	envelope_clear(&env);
 }
 
+/*
+ * Regression (fuzz_dsn/fuzz_header): times from a corrupted state file
+ * or envelope are not converted blindly. A last_try that gmtime cannot
+ * represent gave strftime an uninitialized struct tm (header_date), and
+ * an arrival of 1e300 was cast to time_t (undefined behaviour).
+ */
+static void
+test_bad_times(void)
+{
+	struct envelope env;
+	struct dsn_rcpt r = { .index = 0 };
+	struct dsn_params p;
+	struct buf out;
+
+	make_env(&env);
+	env.rcpts[0].last_try = 0x7fffffffffffffffLL;
+	env.arrival = 1e300;
+	params(&p, &env, DSN_FAILED, &r, 1);
+	buf_init(&out);
+	dsn_format(&out, &p);
+	CHECK(lines_ok(&out, false));
+	CHECK(has_line(out.data, "Last-Attempt-Date: "
+	    "Thu, 01 Jan 1970 00:00:00 +0000"));
+	CHECK(strstr(out.data, "Arrival-Date:") == NULL);
+	buf_clear(&out);
+	envelope_clear(&env);
+}
+
 int
 main(void)
 {
@@ -762,5 +790,6 @@ main(void)
 	RUN(test_should_send);
 	RUN(test_status_from_reply);
 	RUN(test_python_parses);
+	RUN(test_bad_times);
 	T_EXIT();
 }

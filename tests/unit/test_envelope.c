@@ -172,6 +172,117 @@ test_xtext(void)
 	buf_clear(&b);
 }
 
+/*
+ * Regression (fuzz_envelope): lines are not limited to 2047 bytes. A
+ * long SMTPUTF8 address and ORCPT (xtext triples 8-bit bytes) made a
+ * queue file the spool wrote but could not read back ("line 2: too
+ * long"), and a remote reply longer than 2047 encoded bytes was cut by
+ * sscanf("%2047s") in the state file (or made it unreadable when the cut
+ * split a +HH).
+ */
+static void
+test_long_fields(void)
+{
+	struct envelope a, b;
+	struct buf out, addr, reply;
+	struct err e;
+	size_t hl = 0;
+
+	buf_init(&addr);
+	for (int i = 0; i < 60; i++)
+		buf_puts(&addr, "\xc3\xa9");
+	buf_puts(&addr, "@");
+	for (int i = 0; i < 120; i++)
+		buf_puts(&addr, "\xc3\xa9");
+	buf_init(&reply);
+	buf_puts(&reply, "451-4.7.1");
+	for (int i = 0; i < 800; i++)
+		buf_puts(&reply, " x");
+	fill(&a);
+	envelope_add_rcpt(&a, RCPT_REMOTE, addr.data, addr.data, "FAILURE",
+	    addr.data);
+	a.rcpts[2].status = RCPT_DEFERRED;
+	a.rcpts[2].reply = strdup(reply.data);
+	a.rcpts[2].relay = strdup("mx.example[192.0.2.1]:25");
+	buf_init(&out);
+	envelope_format(&a, &out);
+	CHECK(out.len > 3000);	/* one line of more than 3000 bytes */
+	envelope_init(&b);
+	err_clear(&e);
+	CHECK_INT(envelope_parse(out.data, out.len, &b, &hl, &e), 0);
+	CHECK_INT(hl, out.len);
+	CHECK_INT(b.nrcpts, 3);
+	if (b.nrcpts == 3) {
+		CHECK_STR(b.rcpts[2].orig, addr.data);
+		CHECK_STR(b.rcpts[2].orcpt, addr.data);
+	}
+	buf_reset(&out);
+	envelope_format_state(&a, &out);
+	if (b.nrcpts == 3) {
+		CHECK_INT(envelope_parse_state(out.data, out.len, &b, &e), 0);
+		CHECK_STR(b.rcpts[2].reply, reply.data);
+		CHECK_STR(b.rcpts[2].relay, "mx.example[192.0.2.1]:25");
+	}
+	envelope_clear(&a);
+	envelope_clear(&b);
+	buf_clear(&out);
+	buf_clear(&addr);
+	buf_clear(&reply);
+}
+
+/* Regression (fuzz_envelope): values the rest of the program cannot use
+ * are errors, not undefined conversions (an arrival of 1e300 reached
+ * (time_t) casts; a version of 99999999999 overflowed sscanf's %d). */
+static void
+test_bad_values(void)
+{
+	static const char *bad[] = {
+		"SMTPGATE-QUEUE 1\narrival 1e300\nsender a@b\n"
+		    "rcpt local x a@b - -\ndata 0\n",
+		"SMTPGATE-QUEUE 1\narrival nan\nsender a@b\n"
+		    "rcpt local x a@b - -\ndata 0\n",
+		"SMTPGATE-QUEUE 1\narrival -5\nsender a@b\n"
+		    "rcpt local x a@b - -\ndata 0\n",
+		"SMTPGATE-QUEUE 99999999999999999999999\nsender a@b\n"
+		    "rcpt local x a@b - -\ndata 0\n",
+		"SMTPGATE-QUEUE 1x\nsender a@b\nrcpt local x a@b - -\n"
+		    "data 0\n",
+	};
+	static const char *bad_state[] = {
+		"SMTPGATE-STATE 1\nrcpt 0 sent 99999999999 0 0 - - -\n",
+		"SMTPGATE-STATE 1\nrcpt 0 sent 1 99999999999999999999 0 - - -\n",
+		"SMTPGATE-STATE 1\nrcpt 0 sent 1 0 0 - - - extra\n",
+		"SMTPGATE-STATE 1\nrcpt 0 sent 1 0 0 - -\n",
+		"SMTPGATE-STATE 1\nrcpt 0 sentsentsentsentsent 1 0 0 - - -\n",
+		"SMTPGATE-STATE 1\nrcpt 0 sent 1 0 0 - - 4+2\n",
+	};
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct envelope env;
+		struct err e;
+		size_t hl;
+
+		envelope_init(&env);
+		err_clear(&e);
+		CHECK_INT(envelope_parse(bad[i], strlen(bad[i]), &env, &hl, &e),
+		    -1);
+		CHECK(e.msg[0] != '\0');
+		envelope_clear(&env);
+	}
+	for (size_t i = 0; i < sizeof(bad_state) / sizeof(bad_state[0]);
+	    i++) {
+		struct envelope env;
+		struct err e;
+
+		fill(&env);
+		err_clear(&e);
+		CHECK_INT(envelope_parse_state(bad_state[i],
+		    strlen(bad_state[i]), &env, &e), -1);
+		CHECK(e.msg[0] != '\0');
+		envelope_clear(&env);
+	}
+}
+
 int
 main(void)
 {
@@ -180,5 +291,7 @@ main(void)
 	RUN(test_bad_headers);
 	RUN(test_state_round_trip);
 	RUN(test_xtext);
+	RUN(test_long_fields);
+	RUN(test_bad_values);
 	T_EXIT();
 }
