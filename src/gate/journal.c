@@ -852,11 +852,12 @@ static void
 arm_timer(struct journal *j)
 {
 	struct timeval tv = { 0, CHECKPOINT_MS * 1000 };
+	struct event *timer = __atomic_load_n(&j->timer, __ATOMIC_ACQUIRE);
 
-	if (j->timer == NULL ||
+	if (timer == NULL ||
 	    __atomic_exchange_n(&j->is_timer_armed, true, __ATOMIC_SEQ_CST))
 		return;
-	if (event_add(j->timer, &tv) == -1) {
+	if (event_add(timer, &tv) == -1) {
 		__atomic_store_n(&j->is_timer_armed, false, __ATOMIC_SEQ_CST);
 		log_warnx("journal: cannot arm its timer; records wait for "
 		    "the next commit");
@@ -1173,12 +1174,26 @@ fail:
 int
 journal_start(struct journal *j, struct event_base *base, struct err *e)
 {
+	struct event *timer;
+	struct worker *worker;
+
 	if (j->worker != NULL)
 		return 0;
-	j->timer = evtimer_new(base, on_timer, j);
-	j->worker = worker_new(base);
-	if (j->timer == NULL || j->worker == NULL)
+	timer = evtimer_new(base, on_timer, j);
+	worker = worker_new(base);
+	if (timer == NULL || worker == NULL) {
+		/* Neither, then: a timer without its thread would fire into
+		 * nothing. Commits may be running: j is left as it was, and
+		 * its records wait for journal_close. */
+		if (timer)
+			event_free(timer);
+		if (worker)
+			worker_free(worker);
 		return err_set(e, "journal: cannot start its thread");
+	}
+	j->worker = worker;
+	/* whole before a commit thread's arm_timer can see it */
+	__atomic_store_n(&j->timer, timer, __ATOMIC_RELEASE);
 	if (journal_used(j) > 0)
 		arm_timer(j);
 	return 0;

@@ -86,7 +86,8 @@ struct pool_job {
 struct spool_pool {
 	dev_t		 dev;		/* of tmp/ */
 	uint64_t	 mnt_id;	/* of tmp/, 0: unknown */
-	bool		 is_direct_ok;	/* links into Maildirs work */
+	bool		 is_direct_ok;	/* links into Maildirs work (atomic:
+					   the commit thread clears it) */
 	int		 ready[POOL_SIZE];
 	size_t		 nready;
 	struct pool_job	 jobs[POOL_THREADS];
@@ -425,9 +426,9 @@ spool_journal_start(struct spool *sp, struct event_base *base, struct err *e)
 {
 	if (sp->journal == NULL || journal_start(sp->journal, base, e) == 0)
 		return 0;
-	/* Without checkpoints its records would never be freed. */
-	journal_close(sp->journal, true);
-	sp->journal = NULL;
+	/* Without checkpoints it fills up, and then refuses every commit,
+	 * which syncs its own files. It is not closed here: the commit
+	 * thread may be using it (listeners open before this). */
 	return -1;
 }
 
@@ -707,7 +708,8 @@ spool_msg_new_direct(struct spool *sp, const char *id, const char *tmp_dir,
 	}
 	/* A pooled file serves when it is on final_dir's file system: it is
 	 * linked into final_dir as it would be from tmp_dir. */
-	if (sp->pool != NULL && sp->pool->is_direct_ok &&
+	if (sp->pool != NULL &&
+	    __atomic_load_n(&sp->pool->is_direct_ok, __ATOMIC_RELAXED) &&
 	    direct_dir_ok(sp, final_dir) && (m->fd = pool_take(sp)) != -1) {
 		name_unnamed(m);
 		return m;
@@ -843,7 +845,8 @@ link_final(struct spool_msg *m, struct err *e)
 			 * id statx did not tell apart): direct messages
 			 * make their file in the mailbox from now on. */
 			if (errno == EXDEV && m->sp->pool != NULL)
-				m->sp->pool->is_direct_ok = false;
+				__atomic_store_n(&m->sp->pool->is_direct_ok,
+				    false, __ATOMIC_RELAXED);
 			return err_sys(e, "spool: link %s -> %s", m->tmp_path,
 			    final);
 		}
