@@ -1855,17 +1855,18 @@ on_accept_error(struct evconnlistener *evl, void *arg)
 
 /*
  * Each session holds a socket, and one in a transaction a spool file as
- * well; deliveries hold a socket and a file or two, and the loop, the
- * journal, DNS and the listeners a few more. Sessions beyond what the
- * open-files limit leaves after that are told 421 at once rather than left
- * unanswered in the listen queue.
+ * well; deliveries hold a socket and a file or two, the spool's files made
+ * ahead up to a sixteenth of the limit, and the loop, the journal, DNS and
+ * the listeners a few more. Sessions beyond what the open-files limit
+ * leaves after that (a quarter and some) are told 421 at once rather than
+ * left unanswered in the listen queue.
  */
 static void
 size_to_fd_limit(struct smtp_server *srv, const struct config *c)
 {
 	unsigned long limit = fdlimit_current();
 	unsigned long reserve = FD_RESERVE + 3UL * c->delivery_concurrency +
-	    limit / 8;
+	    limit / 4;
 
 	if (reserve > limit / 2)
 		reserve = limit / 2;

@@ -26,6 +26,7 @@
 #include "lib/buf.h"
 #include "lib/clock.h"
 #include "lib/err.h"
+#include "lib/fdlimit.h"
 #include "lib/fsio.h"
 #include "lib/log.h"
 #include "lib/mem.h"
@@ -70,7 +71,6 @@
  * another message's blocks.
  */
 #define POOL_SIZE	128
-#define POOL_LOW	64
 #define POOL_THREADS	2	/* creates scale on both cores */
 #define POOL_RECYCLE	256
 
@@ -90,6 +90,7 @@ struct spool_pool {
 					   the commit thread clears it) */
 	int		 ready[POOL_SIZE];
 	size_t		 nready;
+	size_t		 size, low;	/* filled up to size when under low */
 	struct pool_job	 jobs[POOL_THREADS];
 	time_t		 failed_at;	/* no refill again that second */
 	/* finished queue files kept for reuse as tmp/r.SEQ */
@@ -390,6 +391,13 @@ spool_pool_start(struct spool *sp, struct event_base *base, struct err *e)
 	}
 	(void)close(probe.fd);
 	sp->pool = xcalloc(1, sizeof(*sp->pool));
+	/* Open files all: at most a sixteenth of what the limit allows. */
+	sp->pool->size = fdlimit_current() / 16;
+	if (sp->pool->size > POOL_SIZE)
+		sp->pool->size = POOL_SIZE;
+	if (sp->pool->size < 2 * POOL_THREADS)
+		sp->pool->size = 2 * POOL_THREADS;
+	sp->pool->low = sp->pool->size / 2;
 	sp->pool->dev = makedev(stx.stx_dev_major, stx.stx_dev_minor);
 	sp->pool->mnt_id = stx.stx_mask & STATX_MNT_ID ? stx.stx_mnt_id : 0;
 	sp->pool->is_direct_ok = sp->pool->mnt_id != 0;
@@ -463,7 +471,7 @@ pool_take(struct spool *sp)
 
 	if (p == NULL)
 		return -1;
-	for (int i = 0; i < POOL_THREADS && p->nready < POOL_LOW &&
+	for (int i = 0; i < POOL_THREADS && p->nready < p->low &&
 	    p->failed_at != time(NULL); i++) {
 		struct pool_job *j = &p->jobs[i];
 		size_t coming = 0;
@@ -474,11 +482,11 @@ pool_take(struct spool *sp)
 		for (int k = 0; k < POOL_THREADS; k++)
 			if (p->jobs[k].is_busy)
 				coming += p->jobs[k].want;
-		if (p->nready + coming >= POOL_SIZE)
+		if (p->nready + coming >= p->size)
 			break;
-		j->want = POOL_SIZE - p->nready - coming;
-		if (j->want > POOL_SIZE / POOL_THREADS)
-			j->want = POOL_SIZE / POOL_THREADS;
+		j->want = p->size - p->nready - coming;
+		if (j->want > p->size / POOL_THREADS)
+			j->want = p->size / POOL_THREADS;
 		j->is_busy = true;
 		worker_submit(j->worker, pool_fill, pool_filled, j);
 	}
