@@ -40,29 +40,9 @@
 #include "lib/buf.h"
 #include "mail/dsn.h"
 #include "mail/envelope.h"
+#include "fuzz_util.h"
 
 #define MAX_RCPTS	16
-
-/* class "." 1*3digit "." 1*3digit */
-static bool
-is_status(const char *s)
-{
-	size_t i = 1;
-
-	if (s[0] != '2' && s[0] != '4' && s[0] != '5')
-		return false;
-	for (int part = 0; part < 2; part++) {
-		size_t n = 0;
-
-		if (s[i++] != '.')
-			return false;
-		while (s[i] >= '0' && s[i] <= '9')
-			i++, n++;
-		if (n < 1 || n > 3)
-			return false;
-	}
-	return s[i] == '\0';
-}
 
 static void
 check_status_from_reply(const char *reply)
@@ -75,7 +55,7 @@ check_status_from_reply(const char *reply)
 	for (int k = 0; k < 2; k++) {
 		perm = k == 1;
 		if (dsn_status_from_reply(reply, perm, out, 12) != out ||
-		    !is_status(out))
+		    !fuzz_is_status(out, 0))
 			abort();
 		if (reply && (reply[0] == '4' || reply[0] == '5') &&
 		    reply[1] >= '0' && reply[1] <= '9' && reply[2] >= '0' &&
@@ -119,28 +99,6 @@ check_should_send(const struct envelope *env, size_t i)
 	}
 	if (dsn_should_send(env, env->nrcpts, DSN_FAILED))
 		abort();
-}
-
-static char *
-next_field(const uint8_t **p, const uint8_t *end, size_t repeat)
-{
-	const uint8_t *nul;
-	size_t n;
-	char *s;
-
-	if (*p >= end)
-		return NULL;
-	nul = memchr(*p, '\0', (size_t)(end - *p));
-	if (nul == NULL)
-		nul = end;
-	n = (size_t)(nul - *p);
-	if ((s = malloc(n * repeat + 1)) == NULL)
-		abort();
-	for (size_t i = 0; i < repeat; i++)
-		memcpy(s + i * n, *p, n);
-	s[n * repeat] = '\0';
-	*p = nul < end ? nul + 1 : end;
-	return s;
 }
 
 /* NULL for an empty value (freeing it). */
@@ -334,7 +292,7 @@ check_message(const struct buf *b, const struct dsn_params *p,
 				abort();
 			memcpy(v, l[j].s + 8, l[j].len - 8);
 			v[l[j].len - 8] = '\0';
-			if (!is_status(v))
+			if (!fuzz_is_status(v, 0))
 				abort();
 			nstatus++;
 		}
@@ -388,18 +346,18 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	envelope_init(&env);
 	env.smtputf8 = flags & 1;
 	env.arrival = 1764484864.5;
-	sender = next_field(&p, end, 1);
+	sender = fuzz_next_field(&p, end, 1);
 	env.sender = (flags & 128) || sender == NULL ? strdup("") : sender;
 	if (env.sender != sender)
 		free(sender);
-	env.envid = or_null(next_field(&p, end, 1));
+	env.envid = or_null(fuzz_next_field(&p, end, 1));
 	memset(own, 0, sizeof(own));
 	while (nr < MAX_RCPTS) {
 		char *v[8];
 		size_t k, idx;
 
 		for (k = 0; k < 8; k++)
-			v[k] = next_field(&p, end, k >= 4 ? repeat : 1);
+			v[k] = fuzz_next_field(&p, end, k >= 4 ? repeat : 1);
 		if (v[0] == NULL && nr > 0)
 			break;
 		for (k = 0; k < 8; k++)

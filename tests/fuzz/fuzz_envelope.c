@@ -36,6 +36,7 @@
 #include "lib/buf.h"
 #include "lib/err.h"
 #include "mail/envelope.h"
+#include "fuzz_util.h"
 
 static char *
 copy_exact(const uint8_t *data, size_t n)
@@ -50,6 +51,15 @@ copy_exact(const uint8_t *data, size_t n)
 }
 
 /* envelope_parse from an exact copy; checks the error text. */
+/* rc as a parser returns it: 0, or -1 with a text. */
+static int
+checked(int rc, const struct err *e)
+{
+	if ((rc != 0 && rc != -1) || (rc == -1 && e->msg[0] == '\0'))
+		abort();
+	return rc;
+}
+
 static int
 parse(const uint8_t *data, size_t n, struct envelope *env,
     size_t *header_len)
@@ -63,11 +73,7 @@ parse(const uint8_t *data, size_t n, struct envelope *env,
 	*header_len = (size_t)-3;
 	rc = envelope_parse(copy, n, env, header_len, &e);
 	free(copy);
-	if (rc != 0 && rc != -1)
-		abort();
-	if (rc == -1 && e.msg[0] == '\0')
-		abort();
-	return rc;
+	return checked(rc, &e);
 }
 
 static int
@@ -80,11 +86,7 @@ parse_state(const uint8_t *data, size_t n, struct envelope *env)
 	err_clear(&e);
 	rc = envelope_parse_state(copy, n, env, &e);
 	free(copy);
-	if (rc != 0 && rc != -1)
-		abort();
-	if (rc == -1 && e.msg[0] == '\0')
-		abort();
-	return rc;
+	return checked(rc, &e);
 }
 
 static void
@@ -226,30 +228,6 @@ mode_state(const uint8_t *data, size_t size)
 	envelope_clear(&env);
 }
 
-/* Next NUL-terminated field of [*p, end), or NULL at the end; its value
- * repeated `repeat` times (long fields without long inputs). */
-static char *
-next_field(const uint8_t **p, const uint8_t *end, size_t repeat)
-{
-	const uint8_t *nul;
-	size_t n;
-	char *s;
-
-	if (*p >= end)
-		return NULL;
-	nul = memchr(*p, '\0', (size_t)(end - *p));
-	if (nul == NULL)
-		nul = end;
-	n = (size_t)(nul - *p);
-	if ((s = malloc(n * repeat + 1)) == NULL)
-		abort();
-	for (size_t i = 0; i < repeat; i++)
-		memcpy(s + i * n, *p, n);
-	s[n * repeat] = '\0';
-	*p = nul < end ? nul + 1 : end;
-	return s;
-}
-
 static void
 check_xtext(const char *s)
 {
@@ -323,7 +301,7 @@ mode_fields(const uint8_t *data, size_t size)
 	env.data_len = (unsigned long long)flags * 0x0101010101010101ULL;
 	env.arrival = 1700000000.25;
 	for (size_t i = 0; i < sizeof(slots) / sizeof(slots[0]); i++) {
-		*slots[i] = next_field(&p, end, repeat);
+		*slots[i] = fuzz_next_field(&p, end, repeat);
 		check_xtext(*slots[i]);
 	}
 	if (env.sender == NULL)
@@ -334,7 +312,7 @@ mode_fields(const uint8_t *data, size_t size)
 		struct rcpt *r;
 
 		for (k = 0; k < 6; k++)
-			v[k] = next_field(&p, end, repeat);
+			v[k] = fuzz_next_field(&p, end, repeat);
 		if (v[0] == NULL)
 			break;
 		for (k = 0; k < 6; k++)

@@ -47,6 +47,7 @@
 
 #include "gate/smtp_client.h"
 #include "lib/err.h"
+#include "fuzz_util.h"
 
 #define NRCPT	3
 
@@ -67,26 +68,6 @@ struct run {
 	const char		*rcpts[NRCPT];
 };
 
-static bool
-is_status_code(const char *s, int cls)
-{
-	size_t i = 1;
-
-	if (s[0] != '0' + cls)
-		return false;
-	for (int part = 0; part < 2; part++) {
-		size_t n = 0;
-
-		if (s[i++] != '.')
-			return false;
-		while (s[i] >= '0' && s[i] <= '9')
-			i++, n++;
-		if (n < 1 || n > 3)
-			return false;
-	}
-	return s[i] == '\0';
-}
-
 static void
 check_reply(const struct smtp_client_reply *r)
 {
@@ -102,7 +83,7 @@ check_reply(const struct smtp_client_reply *r)
 	if (r->code == 0) {
 		if (r->text[0] == '\0')
 			abort();
-		if (r->enhanced[0] && !is_status_code(r->enhanced,
+		if (r->enhanced[0] && !fuzz_is_status(r->enhanced,
 		    r->enhanced[0] - '0'))
 			abort();
 		return;
@@ -117,7 +98,7 @@ check_reply(const struct smtp_client_reply *r)
 	    (r->text[3] != '\0' && r->text[3] != ' ')) &&
 	    strncmp(r->text, "unexpected reply from peer ", 27) != 0)
 		abort();
-	if (r->enhanced[0] && !is_status_code(r->enhanced, r->code / 100))
+	if (r->enhanced[0] && !fuzz_is_status(r->enhanced, r->code / 100))
 		abort();
 	if (r->code / 100 == 4 && r->status != SMTP_CLIENT_TEMPFAIL &&
 	    r->status != SMTP_CLIENT_CONNFAIL)

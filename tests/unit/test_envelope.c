@@ -26,6 +26,23 @@ fill(struct envelope *env)
 	env->data_len = 5;
 }
 
+/* True when text is not a queue file, with an error that says why. */
+static bool
+is_refused(const char *text)
+{
+	struct envelope env;
+	struct err e;
+	size_t hl;
+	bool refused;
+
+	envelope_init(&env);
+	err_clear(&e);
+	refused = envelope_parse(text, strlen(text), &env, &hl, &e) == -1 &&
+	    e.msg[0] != '\0';
+	envelope_clear(&env);
+	return refused;
+}
+
 static void
 test_round_trip(void)
 {
@@ -94,18 +111,8 @@ test_bad_headers(void)
 		"SMTPGATE-QUEUE 1\nbogus line\ndata 0\n",
 	};
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct envelope env;
-		struct err e;
-		size_t hl;
-
-		envelope_init(&env);
-		err_clear(&e);
-		CHECK_INT(envelope_parse(bad[i], strlen(bad[i]), &env, &hl, &e),
-		    -1);
-		CHECK(e.msg[0] != '\0');
-		envelope_clear(&env);
-	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(is_refused(bad[i]));
 }
 
 static void
@@ -257,18 +264,8 @@ test_bad_values(void)
 		"SMTPGATE-STATE 1\nrcpt 0 sent 1 0 0 - - 4+2\n",
 	};
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct envelope env;
-		struct err e;
-		size_t hl;
-
-		envelope_init(&env);
-		err_clear(&e);
-		CHECK_INT(envelope_parse(bad[i], strlen(bad[i]), &env, &hl, &e),
-		    -1);
-		CHECK(e.msg[0] != '\0');
-		envelope_clear(&env);
-	}
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		CHECK(is_refused(bad[i]));
 	for (size_t i = 0; i < sizeof(bad_state) / sizeof(bad_state[0]);
 	    i++) {
 		struct envelope env;
