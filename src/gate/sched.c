@@ -107,6 +107,11 @@ struct sched {
 	struct inflight		*inflight[INFLIGHT_BUCKETS];
 	long long		 flush_time;	/* last `queue flush` */
 	struct worker		*worker;	/* Maildir batches */
+	/* the worker's descriptor of the postoffice, for syncfs: kept open,
+	 * since syncfs reports only the write-back errors that came after
+	 * the descriptor was opened (or last reported) */
+	int			 po_fd;
+	char			*po_path;
 	struct local_batch	*collecting;	/* being filled */
 	bool			 is_batch_out;	/* one at the worker */
 	bool			 is_queue_dirty; /* removals to fsync */
@@ -215,6 +220,7 @@ sched_new(struct event_base *base, struct spool *sp, struct runtime *rt)
 		fatalx(78, "dns_servers: %s", e.msg);
 	sc->deliver = deliver_new(base, sc->dns, rt, delivered, sc);
 	sc->batch_timer = evtimer_new(base, batch_timer_fired, sc);
+	sc->po_fd = -1;
 	sc->worker = worker_new(base);
 	if (sc->worker == NULL)
 		fatalx(71, "cannot start the delivery thread");
@@ -260,6 +266,9 @@ sched_free(struct sched *sc)
 		}
 	event_free(sc->run_ev);
 	free(sc->ready);
+	if (sc->po_fd != -1)
+		(void)close(sc->po_fd);
+	free(sc->po_path);
 	runtime_unref(sc->rt);
 	free(sc);
 }
@@ -474,14 +483,30 @@ add_local_item(struct sched *sc, const char *id, const struct envelope *env,
  * file system for all of them, each linked into new/, each new/ synced
  * once. Only then is a delivery counted as done.
  */
+/* On the worker thread: sc->po_fd open on postoffice, opened before the
+ * batch writes anything so that its syncfs sees their errors. */
+static void
+postoffice_fd(struct sched *sc, const char *postoffice)
+{
+	if (sc->po_fd != -1 && strcmp(sc->po_path, postoffice) == 0)
+		return;
+	if (sc->po_fd != -1)
+		(void)close(sc->po_fd);
+	free(sc->po_path);
+	sc->po_path = xstrdup(postoffice);
+	sc->po_fd = open(postoffice, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 static void
 local_batch_work(void *arg)
 {
 	struct local_batch *b = arg;
+	struct sched *sc = b->sc;
 	struct err e;
 	size_t nprepared = 0;
-	int fd, rc;
+	int rc;
 
+	postoffice_fd(sc, b->postoffice);
 	for (size_t i = 0; i < b->n; i++) {
 		struct local_item *it = &b->items[i];
 
@@ -494,12 +519,11 @@ local_batch_work(void *arg)
 			nprepared++;
 	}
 	if (nprepared > 0) {
-		fd = open(b->postoffice, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-		rc = fd == -1 ? -1 : syncfs(fd);
+		if (sc->po_fd == -1)
+			postoffice_fd(sc, b->postoffice);	/* made meanwhile */
+		rc = sc->po_fd == -1 ? -1 : syncfs(sc->po_fd);
 		if (rc == -1)
 			err_sys(&e, "maildir: sync %s", b->postoffice);
-		if (fd != -1)
-			(void)close(fd);
 		for (size_t i = 0; i < b->n; i++) {
 			struct local_item *it = &b->items[i];
 
