@@ -116,6 +116,12 @@ struct spool {
 	char		*direct_dir;
 	long long	 direct_at_ms;
 	bool		 is_direct_dir_ok;
+	/* ids linked into queue/ whose sync has not ended: spool_scan does
+	 * not report them (a `queue flush` must not send a message whose
+	 * commit may still fail) */
+	pthread_mutex_t	 busy_lock;
+	char		(*busy)[SPOOL_ID_LEN + 1];
+	size_t		 nbusy, busy_size;
 };
 
 struct spool_msg {
@@ -192,6 +198,7 @@ spool_open(const char *dir, struct err *e)
 {
 	struct spool *sp = xcalloc(1, sizeof(*sp));
 
+	pthread_mutex_init(&sp->busy_lock, NULL);
 	sp->dir = xstrdup(dir);
 	sp->tmp_dir = xasprintf("%s/tmp", dir);
 	sp->queue_dir = xasprintf("%s/queue", dir);
@@ -232,6 +239,8 @@ spool_close(struct spool *sp)
 	free(sp->state_dir);
 	free(sp->quarantine_dir);
 	free(sp->direct_dir);
+	free(sp->busy);
+	pthread_mutex_destroy(&sp->busy_lock);
 	free(sp);
 }
 
@@ -567,6 +576,47 @@ exists_in(const char *dir, const char *name)
 	    access(path, F_OK) == 0;
 }
 
+static bool
+is_busy(struct spool *sp, const char *id)
+{
+	bool busy = false;
+
+	pthread_mutex_lock(&sp->busy_lock);
+	for (size_t i = 0; i < sp->nbusy && !busy; i++)
+		busy = strcmp(sp->busy[i], id) == 0;
+	pthread_mutex_unlock(&sp->busy_lock);
+	return busy;
+}
+
+/* Marks (or, on false, unmarks) the queued messages of a commit. */
+static void
+set_busy(struct spool *sp, struct spool_msg **msgs, size_t n, bool on)
+{
+	pthread_mutex_lock(&sp->busy_lock);
+	for (size_t i = 0; i < n; i++) {
+		if (msgs[i]->final_dir != NULL)
+			continue;
+		if (on) {
+			if (sp->nbusy == sp->busy_size) {
+				sp->busy_size = sp->busy_size ?
+				    2 * sp->busy_size : 64;
+				sp->busy = xreallocarray(sp->busy,
+				    sp->busy_size, sizeof(*sp->busy));
+			}
+			memcpy(sp->busy[sp->nbusy++], msgs[i]->id,
+			    sizeof(*sp->busy));
+			continue;
+		}
+		for (size_t k = 0; k < sp->nbusy; k++)
+			if (strcmp(sp->busy[k], msgs[i]->id) == 0) {
+				memcpy(sp->busy[k], sp->busy[--sp->nbusy],
+				    sizeof(*sp->busy));
+				break;
+			}
+	}
+	pthread_mutex_unlock(&sp->busy_lock);
+}
+
 long
 spool_scan(struct spool *sp, spool_id_fn fn, void *arg, struct err *e)
 {
@@ -577,7 +627,7 @@ spool_scan(struct spool *sp, spool_id_fn fn, void *arg, struct err *e)
 	if (v == NULL)
 		return -1;
 	for (size_t i = 0; i < n; i++) {
-		if (!spool_id_valid(v[i]))
+		if (!spool_id_valid(v[i]) || is_busy(sp, v[i]))
 			continue;
 		fn(arg, v[i]);
 		count++;
@@ -1095,6 +1145,7 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 		if (!msgs[i]->has_copy)
 			(void)sync_file_range(msgs[i]->fd, 0, 0,
 			    SYNC_FILE_RANGE_WRITE);
+	set_busy(sp, msgs, n, true);
 	if (sp->journal != NULL)
 		commit_journal(sp, &l);
 	else
@@ -1126,6 +1177,7 @@ spool_commit_batch(struct spool *sp, struct spool_msg **msgs, size_t n,
 		}
 	}
 	free(l.skip);
+	set_busy(sp, msgs, n, false);
 	for (size_t i = 0; i < n; i++) {
 		if (results[i] == 0)
 			msgs[i]->is_committed = true;
