@@ -146,6 +146,8 @@ struct smtp_session {
 	bool			 is_tls;
 	char			 tls_info[160];
 	char			*auth_user;	/* authenticated user, or NULL */
+	bool			 is_in_commit;	/* in commit_wait or commit_out,
+						   whatever its state */
 	char			 auth_mech[8];
 	char			 auth_login[AUTH_USER_MAX];	/* LOGIN user */
 	enum auth_step		 auth_step;
@@ -348,8 +350,11 @@ tx_reset(struct smtp_session *s)
 {
 	tx_free(s->tx);
 	s->tx = NULL;
+	/* back to where the client was before MAIL: a BDAT LAST refused
+	 * before any HELO must not count as one */
 	if (s->state != SMTP_STATE_CONNECTED && s->state != SMTP_STATE_CLOSING)
-		enter_state(s, SMTP_STATE_HELO);
+		enter_state(s, s->helo[0] ? SMTP_STATE_HELO :
+		    SMTP_STATE_CONNECTED);
 }
 
 static const char *
@@ -473,6 +478,13 @@ do_rcpt(struct smtp_session *s, const struct smtp_cmd *cmd)
 	char rcpt[ADDR_MAX + 1];
 	struct err e;
 
+	/* The first chunk chose where the message goes (the one mailbox or
+	 * the spool, whose envelope is written then): a recipient now would
+	 * be told 250 and get nothing. */
+	if (tx->uses_bdat) {
+		reply(s, REPLY_RCPT_AFTER_BDAT);
+		return;
+	}
 	tx->has_rcpt_tries = true;
 	if (tx->nrcpt_cmds >= c->max_recipients) {
 		reply(s, REPLY_TOO_MANY_RCPTS);
@@ -756,8 +768,11 @@ tls_established(struct smtp_session *s)
 	    s->tls_info);
 	s->helo[0] = '\0';
 	s->is_esmtp = false;
+	/* and so does what a plaintext AUTH gave */
+	free(s->auth_user);
+	s->auth_user = NULL;
+	mem_wipe(s->auth_login, sizeof(s->auth_login));
 	tx_reset(s);
-	s->state = SMTP_STATE_CONNECTED;
 	enter_state(s, SMTP_STATE_CONNECTED);
 }
 
@@ -1078,6 +1093,7 @@ finish_message(struct smtp_session *s)
 			    srv->commit_size, sizeof(*srv->commit_wait));
 		}
 		srv->commit_wait[srv->ncommit++] = s;
+		s->is_in_commit = true;
 		/* Reading goes on (process_input waits for the commit; the
 		 * read watermark bounds what gathers): no epoll change to
 		 * stop and start it again for every message. */
@@ -1096,6 +1112,7 @@ commit_done(struct smtp_session *s, struct spool_msg *m, int result,
 {
 	char id[SPOOL_ID_LEN + 1];
 
+	s->is_in_commit = false;
 	if (result == 0) {
 		/*
 		 * Committed: the message is on stable storage. The reply
@@ -1533,6 +1550,12 @@ session_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 
+	if ((what & BEV_EVENT_TIMEOUT) && s->state == SMTP_STATE_COMMIT) {
+		/* The wait is ours (a slow disk), not the client's: reading
+		 * goes on, its timeout started again. */
+		bufferevent_enable(s->bev, EV_READ);
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		log_info("[%s]:%d timeout in state %s", s->addr, s->port,
 		    smtp_state_names[s->state]);
@@ -1611,7 +1634,7 @@ session_free(struct smtp_session *s)
 
 	log_info("disconnect from [%s]:%d commands=%u messages=%u", s->addr,
 	    s->port, s->ncommands, s->nmessages);
-	if (s->state == SMTP_STATE_COMMIT) {
+	if (s->is_in_commit) {
 		/* Gone before its 250: the message is dropped, not queued. */
 		for (size_t i = 0; i < srv->ncommit; i++)
 			if (srv->commit_wait[i] == s) {

@@ -28,6 +28,8 @@ const struct reply_text reply_texts[REPLY_COUNT] = {
 	[REPLY_NESTED_MAIL] = { 503, "5.5.1", "Error: nested MAIL command" },
 	[REPLY_BDAT_MIXED] = { 503, "5.5.1",
 	    "Error: DATA and BDAT cannot be mixed in one transaction" },
+	[REPLY_RCPT_AFTER_BDAT] = { 503, "5.5.1",
+	    "Error: RCPT after BDAT (every RCPT goes before the first chunk)" },
 	[REPLY_NO_VALID_RCPT] = { 554, "5.5.1", "Error: no valid recipients" },
 	[REPLY_LINE_TOO_LONG] = { 500, "5.5.2", "Error: line too long" },
 	[REPLY_BARE_LF] = { 500, "5.5.2",

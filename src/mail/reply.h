@@ -23,6 +23,7 @@ enum reply_id {
 	REPLY_NEED_RCPT,		/* 503 5.5.1 */
 	REPLY_NESTED_MAIL,		/* 503 5.5.1 */
 	REPLY_BDAT_MIXED,		/* 503 5.5.1 DATA after BDAT */
+	REPLY_RCPT_AFTER_BDAT,		/* 503 5.5.1 */
 	REPLY_NO_VALID_RCPT,		/* 554 5.5.1 */
 	REPLY_LINE_TOO_LONG,		/* 500 5.5.2 */
 	REPLY_BARE_LF,			/* 500 5.5.2 */

@@ -176,6 +176,25 @@ def loopback_relay_client_exempt_from_tls():
 
 
 @test
+def starttls_forgets_plaintext_auth():
+    """RFC 3207 4.2: after STARTTLS the session starts over, AUTH too: a
+    plaintext AUTH (allowed to loopback here) does not carry over, so an
+    injected one cannot either."""
+    s = auth_server(tls=True)
+    r = s.raw(s.sub_port)
+    exp(r, None, 220)
+    exp(r, "EHLO client.example", 250)
+    exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
+    t = starttls(r)
+    assert advertises_auth(t), "AUTH not offered again over TLS: %r" % t
+    # the submission port wants AUTH again
+    exp(r, "MAIL FROM:<alice@example.test>", 530)
+    exp(r, "AUTH PLAIN " + plain(), 235, "2.7.0")
+    exp(r, "MAIL FROM:<alice@example.test>", 250)
+    exp(r, "QUIT", 221)
+
+
+@test
 def not_offered_without_auth_users():
     s = Server(name="auth").start()
     r, t = greet_text(s)

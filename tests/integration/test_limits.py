@@ -9,6 +9,7 @@ import os
 import re
 import resource
 import socket
+import subprocess
 import sys
 import time
 
@@ -457,6 +458,56 @@ def command_timeout():
     server_still_serves(s)
     time.sleep(1.0)
     assert s.mailbox("postmaster") == []
+
+
+SLOW_SYNC_C = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <unistd.h>
+/* While the file FLAG exists, every sync takes SLOW microseconds more. */
+static void slow(void) { if (access(FLAG, F_OK) == 0) usleep(SLOW); }
+int fsync(int fd) { static int (*r)(int); if (!r) r = dlsym(RTLD_NEXT,
+    "fsync"); slow(); return r(fd); }
+int fdatasync(int fd) { static int (*r)(int); if (!r) r = dlsym(RTLD_NEXT,
+    "fdatasync"); slow(); return r(fd); }
+int syncfs(int fd) { static int (*r)(int); if (!r) r = dlsym(RTLD_NEXT,
+    "syncfs"); slow(); return r(fd); }
+"""
+
+
+@test
+def commit_slower_than_command_timeout():
+    """The wait for a slow disk is the server's, not the client's: a commit
+    that takes longer than command_timeout ends with its 250, not with a
+    421 (which also freed the session while the commit still held it)."""
+    s = Server(hermetic({"command_timeout": "1s"}), "limits")
+    flag = s.path("slow")
+    shim = s.path("slowsync.so")
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", shim,
+                    '-DFLAG="%s"' % flag, "-DSLOW=800000", "-x", "c", "-"],
+                   input=SLOW_SYNC_C.encode(), check=True)
+    env = asan_small_quarantine_env()
+    # the shim goes first; AddressSanitizer would refuse that otherwise
+    env["ASAN_OPTIONS"] += ":verify_asan_link_order=0"
+    env["LD_PRELOAD"] = shim
+    s.start(env=env)
+    open(flag, "w").close()
+    r = greet(s)
+    r.sock.settimeout(30)
+    exp(r, "MAIL FROM:<alice@example.org>", 250, "2.1.0")
+    exp(r, "RCPT TO:<alice@localhost>", 250, "2.1.5")
+    exp(r, "RCPT TO:<bob@localhost>", 250, "2.1.5")   # queued: synced
+    exp(r, "DATA", 354)
+    t0 = time.time()
+    r.send(message("slow disk").encode() + b".\r\n")
+    exp(r, None, 250, "2.0.0")
+    assert time.time() - t0 > 1.0, "the sync was not slow: no test"
+    os.unlink(flag)
+    exp(r, "NOOP", 250, "2.0.0")
+    exp(r, "QUIT", 221)
+    assert s.proc.poll() is None, s.log()[-2000:]
+    settle(s, "alice", 1)
+    settle(s, "bob", 1)
 
 
 @test

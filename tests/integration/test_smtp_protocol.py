@@ -424,6 +424,44 @@ def pipelined_transaction():
 
 
 @test
+def bdat_rcpt_after_a_chunk_refused():
+    """The first chunk decides where the message goes (the one mailbox, or
+    the spool with its envelope): a RCPT after it is refused, never told
+    250 and then left out. For one recipient and for several."""
+    s = start()
+    for first, late in ((["alice"], "bob"), (["carol", "dave"], "erin")):
+        r = greet(s)
+        exp(r, "MAIL FROM:<sender@example.org>", 250, "2.1.0")
+        for box in first:
+            exp(r, "RCPT TO:<%s@localhost>" % box, 250, "2.1.5")
+        c1 = message("bdat then rcpt").encode()
+        exp(r, b"BDAT %d\r\n%s" % (len(c1), c1), 250, "2.0.0")
+        exp(r, "RCPT TO:<%s@localhost>" % late, 503, "5.5.1")
+        t = exp(r, "BDAT 0 LAST", 250, "2.0.0")
+        assert ID_RE.match(t), t
+        exp(r, "QUIT", 221)
+        for box in first:
+            settle(s, box, 1)
+        assert late not in mailboxes(s), mailboxes(s)
+
+
+@test
+def bdat_last_does_not_stand_for_helo():
+    """A refused BDAT ... LAST before any HELO leaves the session where it
+    was: MAIL still needs HELO/EHLO (before and after STARTTLS alike)."""
+    s = start()
+    r = s.raw()
+    exp(r, None, 220)
+    exp(r, "MAIL FROM:<a@example.org>", 503, "5.5.1")
+    exp(r, "BDAT 0 LAST", 503, "5.5.1")
+    exp(r, "MAIL FROM:<a@example.org>", 503, "5.5.1",
+        "5.5.1 Error: send HELO/EHLO first")
+    exp(r, "EHLO client.example", 250)
+    exp(r, "MAIL FROM:<a@example.org>", 250, "2.1.0")
+    exp(r, "QUIT", 221)
+
+
+@test
 def bdat_chunks():
     s = start()
     r = greet(s)
