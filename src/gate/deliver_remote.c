@@ -756,9 +756,19 @@ dest_kick(struct dest *dst)
 			dest_fail_jobs(dst);
 		return;
 	}
-	/* One new connection per waiting job, within the concurrency. */
-	while (waiting > dst->nstarting && dst->nconns < max)
+	/*
+	 * One new connection per waiting job, within the concurrency. A
+	 * connection can fail at once (a unix socket nobody listens on):
+	 * its jobs are failed and the destination marked dead, so count
+	 * again each time rather than start connections for ever.
+	 */
+	while (waiting > dst->nstarting && dst->nconns < max &&
+	    time(NULL) >= dst->dead_until) {
 		conn_start(dst);
+		waiting = 0;
+		TAILQ_FOREACH(j, &dst->jobs, entry)
+			waiting++;
+	}
 }
 
 /* ---- destinations and the public API -------------------------------- */

@@ -141,5 +141,29 @@ def lmtp_down_defers_then_delivers():
     assert len(dc.imap_messages("alice")) == 1
 
 
+@test
+def lmtp_unix_socket_missing_defers_quietly():
+    """lmtp_host = unix:/path with nothing listening fails at connect()
+    itself: the message is deferred with one line, and the server goes on
+    serving (it used to start connections for ever: a spinning CPU, a log
+    growing by 100,000 lines a second, no greeting for anyone)."""
+    s = Server({"retry_min": "5s", "retry_max": "10s"}, name="lmtp")
+    s.conf["lmtp_host"] = "unix:" + s.path("no-such.sock")
+    s.write_conf()
+    s.start()
+    qid = submit(s, "sender@elsewhere.example", ["alice@localhost"])
+    wait_log_re(s, r"%s: to=<alice@localhost> .*status=deferred" % qid, 15)
+    time.sleep(1.0)
+    failed = s.log().count("delivery to unix:")
+    assert 1 <= failed <= 3, "%d 'delivery to' lines:\n%s" % (
+        failed, s.log()[-2000:])
+    r = s.raw()
+    r.sock.settimeout(5)
+    assert r.reply()[0] == 220
+    r.close()
+    e = deferred_entry(s, qid)
+    assert e and e["recipients"][0]["state"] == "deferred", e
+
+
 if __name__ == "__main__":
     main()
