@@ -57,7 +57,9 @@ bounce_queue(struct spool *sp, const struct runtime *rt, const char *id,
 	b.client_addr = xstrdup("local");
 	b.client_name = xstrdup("localhost");
 	b.helo = xstrdup("");
-	b.proto = xstrdup("local");
+	/* A notice to the postmaster is marked: its own failure never
+	 * earns another (sched.c), whatever the postmaster maps to. */
+	b.proto = xstrdup(env->sender[0] ? "local" : BOUNCE_PROTO_POSTMASTER);
 	b.sender = xstrdup("");
 	b.smtputf8 = env->smtputf8;
 	b.body = env->smtputf8 ? xstrdup("8BITMIME") : NULL;

@@ -29,4 +29,7 @@ int	bounce_queue(struct spool *sp, const struct runtime *rt,
 	    enum dsn_kind kind, const struct dsn_rcpt *rr, size_t n,
 	    time_t retry_until, char *new_id, struct err *e);
 
+/* The proto of a notification to the postmaster (a bounce that failed). */
+#define BOUNCE_PROTO_POSTMASTER	"postmaster-notice"
+
 #endif

@@ -664,11 +664,19 @@ submit_local_batch(struct sched *sc)
 
 /* ---- notifications ---------------------------------------------------- */
 
+/*
+ * A notification to the postmaster that failed: it never earns another,
+ * or a postmaster mapped anywhere that refuses would start a loop. Marked
+ * by its proto; a local "postmaster" recipient also counts (queue files
+ * from before the mark).
+ */
 static bool
-is_postmaster(const struct config *c, const struct rcpt *r)
+is_postmaster_notice(const struct envelope *env, const struct rcpt *r)
 {
-	return r->kind == RCPT_LOCAL && strcasecmp(r->target, "postmaster") ==
-	    0;
+	return env->sender[0] == '\0' && ((env->proto != NULL &&
+	    strcmp(env->proto, BOUNCE_PROTO_POSTMASTER) == 0) ||
+	    (r->kind == RCPT_LOCAL && strcasecmp(r->target, "postmaster") ==
+	    0));
 }
 
 /* Sends DSNs of kind for the recipients flagged in which[]. */
@@ -690,7 +698,7 @@ notify(struct sched *sc, const char *id, struct envelope *env, int fd,
 		/* A bounce never earns a bounce; its failure goes to the
 		 * postmaster, unless it is the postmaster's copy failing. */
 		if (to_postmaster) {
-			if (kind != DSN_FAILED || is_postmaster(c,
+			if (kind != DSN_FAILED || is_postmaster_notice(env,
 			    &env->rcpts[i]))
 				continue;
 		} else if (!dsn_should_send(env, i, kind))
@@ -750,8 +758,7 @@ finish_round(struct sched *sc, const char *id, struct envelope *env, int fd,
 		struct rcpt *r = &env->rcpts[i];
 
 		any_bounce |= bounced_now[i];
-		if (bounced_now[i] && env->sender[0] == '\0' &&
-		    is_postmaster(c, r))
+		if (r->status == RCPT_BOUNCED && is_postmaster_notice(env, r))
 			dead_postmaster = true;
 		if (r->status != RCPT_DEFERRED)
 			continue;
@@ -769,7 +776,9 @@ finish_round(struct sched *sc, const char *id, struct envelope *env, int fd,
 		notify(sc, id, env, fd, off, DSN_DELAYED, warn);
 	free(warn);
 	err_clear(&e);
-	if (dead_postmaster) {
+	/* Only once every recipient has its result: the others of the
+	 * message are still delivered, or retried, first. */
+	if (dead_postmaster && envelope_is_final(env)) {
 		log_warnx("%s: notification to the postmaster failed; moved to "
 		    "quarantine", id);
 		if (spool_quarantine(sc->sp, id, "undeliverable notification "

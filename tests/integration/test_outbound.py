@@ -437,6 +437,30 @@ def starttls_to_routing_host():
 # ---- forwarding ----------------------------------------------------------
 
 @test
+def failed_postmaster_notice_ends_in_quarantine():
+    """A bounce (null sender) that cannot be delivered earns one notice to
+    the postmaster; when that notice fails too (the postmaster is mapped
+    to a remote address that refuses), it goes to the quarantine: never a
+    notice about a notice, whatever the postmaster maps to."""
+    peer = SmtpPeer().start()
+    peer.default_rcpt_reply = "550 5.1.1 no such user"
+    s = gate(peer, start=False)
+    s.write_file("map", "postmaster@localhost  pm@remote.example\n")
+    s.conf["address_map"] = "map"
+    s.write_conf()
+    s.start()
+    submit(s, "", ["x@remote.example"])
+    wait_for(lambda: os.listdir(s.path("spool", "quarantine")), 15,
+             "the failed notice in the quarantine")
+    time.sleep(2.0)     # several retry periods: nothing more comes
+    notices = s.log().count("postmaster notification")
+    assert notices == 1, "%d postmaster notifications:\n%s" % (
+        notices, s.log()[-3000:])
+    assert "pm@remote.example" in peer.rcpt_commands, peer.rcpt_commands
+    assert s.proc.poll() is None
+
+
+@test
 def address_map_forward_keeps_original_sender():
     peer = SmtpPeer().start()
     s = gate(peer, start=False)
