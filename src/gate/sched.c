@@ -1143,7 +1143,9 @@ sched_delete(struct sched *sc, const char *id, struct err *e)
 	}
 	envelope_clear(&env);
 	cancel_retry(sc, id);
-	if (spool_remove(sc->sp, id, e) == -1)
+	/* Never recycled: a delivery in flight may still read the file,
+	 * and must not read another message written into it. */
+	if (spool_delete(sc->sp, id, e) == -1)
 		return -1;
 	log_info("%s: removed (deleted by the administrator)", id);
 	if (stats.queue_size)

@@ -1359,6 +1359,15 @@ spool_remove(struct spool *sp, const char *id, struct err *e)
 }
 
 int
+spool_delete(struct spool *sp, const char *id, struct err *e)
+{
+	if (remove_in(sp->queue_dir, id, e) == -1 ||
+	    remove_in(sp->state_dir, id, e) == -1)
+		return -1;
+	return spool_sync_queue(sp, e);
+}
+
+int
 spool_quarantine(struct spool *sp, const char *id, const char *reason,
     struct err *e)
 {

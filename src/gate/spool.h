@@ -138,6 +138,9 @@ int		 spool_remove(struct spool *sp, const char *id, struct err *e);
 int		 spool_remove_nosync(struct spool *sp, const char *id,
 		    struct err *e);
 int		 spool_sync_queue(struct spool *sp, struct err *e);
+/* spool_remove for a message whose file a delivery may still be reading
+ * (`queue delete`): the file is never reused for another message. */
+int		 spool_delete(struct spool *sp, const char *id, struct err *e);
 /* Moves queue/ID (and state/ID) to quarantine/ with ID.reason. */
 int		 spool_quarantine(struct spool *sp, const char *id,
 		    const char *reason, struct err *e);

@@ -416,6 +416,22 @@ test_pool(void)
 		CHECK_INT(spool_remove(sp, spool_msg_id(r), &e), 0);
 		spool_msg_free(r);
 	}
+	/* `queue delete` never recycles: a delivery may still read it. */
+	{
+		struct spool_msg *q = spool_msg_new(sp, &env, &e);
+		struct err qe;
+		int qres;
+
+		CHECK(q != NULL);
+		CHECK_INT(spool_msg_write(q, "y\r\n", 3, &e), 0);
+		CHECK_INT(spool_msg_finish(q, &e), 0);
+		spool_commit_batch(sp, &q, 1, &qres, &qe);
+		CHECK_INT(qres, 0);
+		CHECK(is_empty_dir(spool_tmp));	/* it took the recycled one */
+		CHECK_INT(spool_delete(sp, spool_msg_id(q), &e), 0);
+		CHECK(is_empty_dir(spool_tmp));
+		spool_msg_free(q);
+	}
 	/* An abandoned pooled message leaves nothing behind. */
 	for (int i = 0; i < 2; i++)
 		spool_msg_free(m[i]);
