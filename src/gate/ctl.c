@@ -6,6 +6,7 @@
 #include "gate/ctl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +26,7 @@
 #include "lib/log.h"
 #include "lib/mem.h"
 #include "lib/str.h"
+#include "net/listen.h"
 
 #define CTL_LINE_MAX	512
 
@@ -100,25 +102,15 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
 }
 
-static void
-resume_accepting(evutil_socket_t fd, short what, void *arg)
-{
-	struct ctl *c = arg;
-
-	evconnlistener_enable(c->evl);
-}
-
 /* Out of descriptors: a second's pause rather than a spinning retry. */
 static void
 on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct ctl *c = arg;
-	struct timeval tv = { 1, 0 };
+	char what[PATH_MAX + 20];
 
-	log_warnx("control socket %s: accept: %s: not accepting for 1s",
-	    c->path, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
-	evconnlistener_disable(evl);
-	evtimer_add(c->resume_ev, &tv);
+	snprintf(what, sizeof(what), "control socket %s", c->path);
+	listen_pause(evl, c->resume_ev, what, "");
 }
 
 static int
@@ -162,7 +154,7 @@ ctl_new(struct event_base *base, const char *path, ctl_handler_fn fn,
 		return NULL;
 	}
 	evconnlistener_set_error_cb(c->evl, on_accept_error);
-	c->resume_ev = evtimer_new(base, resume_accepting, c);
+	c->resume_ev = listen_resume_new(base, c->evl);
 	return c;
 }
 

@@ -878,7 +878,9 @@ journal_used(struct journal *j)
 /* --- commits ----------------------------------------------------------- */
 
 /* Makes the record whose first block is r void: written again with
- * void_magic and no file, its size kept. Under lock. */
+ * void_magic and no file, its size kept; tried twice, since a record left
+ * valid would put back a message its client is told was refused. Under
+ * lock. */
 static int
 void_record(struct journal *j, struct jrec *r, uint64_t off, struct err *e)
 {
@@ -886,6 +888,9 @@ void_record(struct journal *j, struct jrec *r, uint64_t off, struct err *e)
 	r->data_len = 0;
 	r->dir_len = r->name_len = 0;
 	r->crc = rec_crc(r, NULL, 0);
+	if (write_durable(j, r, JBLOCK, (off_t)off, e) == 0)
+		return 0;
+	err_clear(e);
 	return write_durable(j, r, JBLOCK, (off_t)off, e);
 }
 
@@ -1003,15 +1008,8 @@ journal_commit(struct journal *j, struct journal_file *files, size_t n,
 	}
 	rc = write_durable_linking(j, buf, total, (off_t)off, link, arg, e);
 	if (rc == 0) {
-		/* once more on failure: a valid record would put back a
-		 * message its client is told was refused */
 		rc = void_unlinked(j, buf, files, n, off, false, e);
-		if (rc == -1 && void_unlinked(j, buf, files, n, off, false,
-		    e) == 0) {
-			err_clear(e);
-			rc = 0;
-		}
-		else if (rc == -1)
+		if (rc == -1)
 			log_warnx("%s; %s may put back after a crash a file "
 			    "whose message is refused now", e->msg, j->path);
 	} else {

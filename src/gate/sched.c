@@ -478,11 +478,6 @@ add_local_item(struct sched *sc, const char *id, const struct envelope *env,
 		    "file name");
 }
 
-/*
- * On the worker thread: every file written, one sync of the postoffice's
- * file system for all of them, each linked into new/, each new/ synced
- * once. Only then is a delivery counted as done.
- */
 /* On the worker thread: sc->po_fd open on postoffice, opened before the
  * batch writes anything so that its syncfs sees their errors. */
 static void
@@ -497,6 +492,11 @@ postoffice_fd(struct sched *sc, const char *postoffice)
 	sc->po_fd = open(postoffice, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 }
 
+/*
+ * On the worker thread: every file written, one sync of the postoffice's
+ * file system for all of them, each linked into new/, each new/ synced
+ * once. Only then is a delivery counted as done.
+ */
 static void
 local_batch_work(void *arg)
 {
@@ -519,8 +519,7 @@ local_batch_work(void *arg)
 			nprepared++;
 	}
 	if (nprepared > 0) {
-		if (sc->po_fd == -1)
-			postoffice_fd(sc, b->postoffice);	/* made meanwhile */
+		postoffice_fd(sc, b->postoffice);	/* if made meanwhile */
 		rc = sc->po_fd == -1 ? -1 : syncfs(sc->po_fd);
 		if (rc == -1)
 			err_sys(&e, "maildir: sync %s", b->postoffice);

@@ -51,6 +51,7 @@
 #include "mail/reply.h"
 #include "mail/smtp_cmd.h"
 #include "mail/smtp_data.h"
+#include "net/listen.h"
 #include "net/proxy.h"
 #include "net/tls.h"
 #include "net/worker.h"
@@ -69,7 +70,6 @@
 #define SCRATCH_SIZE	(64 * 1024)	/* data automaton output, per call */
 #define ERROR_LIMIT	10		/* errors before the client is dropped */
 #define AUTH_FAIL_LIMIT	3		/* failed AUTHs before it is dropped */
-#define ACCEPT_PAUSE	1		/* seconds without accept() after EMFILE */
 #define FD_RESERVE	32		/* descriptors that are not sessions' */
 
 enum smtp_state {
@@ -185,6 +185,7 @@ struct commit_batch {
 
 struct listener {
 	struct evconnlistener	*evl;
+	struct event		*resume_ev;	/* after an accept() error */
 	bool			 is_submission;
 	struct smtp_server	*srv;
 	struct listener		*next;
@@ -202,8 +203,6 @@ struct smtp_server {
 	struct climit		*climit;
 	size_t			 fd_sessions;	/* what the open-files limit
 						   leaves room for */
-	struct event		*resume_ev;	/* accepting again after EMFILE */
-	bool			 is_paused;
 	char			*scratch;	/* SCRATCH_SIZE, shared */
 	/* group commit: sessions whose message waits for the next sync,
 	 * and the batch being synced on the commit thread */
@@ -1838,42 +1837,18 @@ on_accept(struct evconnlistener *evl, evutil_socket_t fd,
 	session_start(s, sa, (socklen_t)salen);
 }
 
-static void
-set_accepting(struct smtp_server *srv, bool on)
-{
-	for (struct listener *l = srv->listeners; l; l = l->next)
-		if (on)
-			evconnlistener_enable(l->evl);
-		else
-			evconnlistener_disable(l->evl);
-	srv->is_paused = !on;
-}
-
-static void
-resume_accepting(evutil_socket_t fd, short what, void *arg)
-{
-	set_accepting(arg, true);
-}
-
-/*
- * Out of descriptors or memory (EMFILE, ENFILE, ENOBUFS): the connection
- * stays in the listen queue, and the listener would wake the loop for it
- * again at once, round after round. Stop accepting for a second instead,
- * with one line that says why; the sessions being served go on.
- */
+/* Out of descriptors or memory: this listener pauses (listen_pause);
+ * the sessions being served go on. */
 static void
 on_accept_error(struct evconnlistener *evl, void *arg)
 {
 	struct listener *l = arg;
-	struct smtp_server *srv = l->srv;
-	struct timeval tv = { ACCEPT_PAUSE, 0 };
-	int err = EVUTIL_SOCKET_ERROR();
+	char detail[96];
 
-	log_warnx("accept: %s (%zu sessions, open files limit %lu): not "
-	    "accepting connections for %ds", evutil_socket_error_to_string(err),
-	    srv->nsessions, fdlimit_current(), ACCEPT_PAUSE);
-	set_accepting(srv, false);
-	evtimer_add(srv->resume_ev, &tv);
+	snprintf(detail, sizeof(detail), " (%zu sessions, open files limit "
+	    "%lu)", l->srv->nsessions, fdlimit_current());
+	listen_pause(evl, l->resume_ev, l->is_submission ?
+	    "submission listener" : "listener", detail);
 }
 
 /*
@@ -1913,7 +1888,6 @@ smtp_server_new(struct event_base *base, struct spool *sp, struct runtime *rt,
 	srv->queued = queued;
 	srv->queued_arg = arg;
 	srv->climit = climit_new();
-	srv->resume_ev = evtimer_new(base, resume_accepting, srv);
 	size_to_fd_limit(srv, rt->cfg);
 	srv->scratch = xmalloc(SCRATCH_SIZE);
 	srv->commit_ev = event_new(base, -1, 0, group_commit, srv);
@@ -1931,6 +1905,7 @@ close_listeners(struct smtp_server *srv)
 	for (l = srv->listeners; l; l = next) {
 		next = l->next;
 		evconnlistener_free(l->evl);
+		event_free(l->resume_ev);
 		free(l);
 	}
 	srv->listeners = NULL;
@@ -1948,7 +1923,6 @@ smtp_server_free(struct smtp_server *srv)
 	if (srv->grace_ev)
 		event_free(srv->grace_ev);
 	climit_free(srv->climit);
-	event_free(srv->resume_ev);
 	runtime_unref(srv->rt);
 	free(srv->scratch);
 	/* Sessions are gone: a batch still syncing is finished and its
@@ -1984,8 +1958,7 @@ smtp_server_listen(struct smtp_server *srv, int fd, bool is_submission,
 		return err_set(e, "cannot listen on fd %d", fd);
 	}
 	evconnlistener_set_error_cb(l->evl, on_accept_error);
-	if (srv->is_paused)
-		evconnlistener_disable(l->evl);
+	l->resume_ev = listen_resume_new(srv->base, l->evl);
 	l->next = srv->listeners;
 	srv->listeners = l;
 	return 0;
@@ -2012,7 +1985,6 @@ smtp_server_shutdown(struct smtp_server *srv, int grace,
 	srv->done = done;
 	srv->done_arg = arg;
 	close_listeners(srv);
-	evtimer_del(srv->resume_ev);
 	for (s = srv->sessions; s; s = next) {
 		next = s->next;
 		if (s->state == SMTP_STATE_CLOSING)

@@ -140,9 +140,8 @@ struct spool_msg {
 	/* direct: committed as final_dir/final_name instead of queue/ID */
 	char		*final_dir;
 	char		*final_name;
-	/* its record in the journal, when one made it durable */
+	/* where its journal record is (rec_size 0: none made it durable) */
 	struct journal_file jrec;
-	bool		 has_jrec;
 };
 
 static pthread_mutex_t id_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -931,11 +930,11 @@ spool_msg_uncommit(struct spool_msg *m)
 		return;
 	/* Its record first: a replay must not put the file back. */
 	err_clear(&e);
-	if (m->has_jrec && m->sp->journal != NULL &&
+	if (m->jrec.rec_size != 0 && m->sp->journal != NULL &&
 	    journal_void(m->sp->journal, &m->jrec, &e) == -1)
 		log_warnx("%s; %s/%s, given up, may come back after a crash",
 		    e.msg, m->final_dir, m->final_name);
-	m->has_jrec = false;
+	m->jrec.rec_size = 0;
 	unlink_queued(m);
 	if (fsio_fsync_dir(final_dir(m), &e) == -1)
 		log_warnx("%s; the message given up may come back after a "
@@ -1097,15 +1096,9 @@ commit_journal(struct spool *sp, struct commit_links *l)
 	else if (journal_commit(sp->journal, l->files, l->nfiles, link_all, l,
 	    &e) == 0)
 		for (size_t k = 0; k < l->nfiles; k++) {
-			struct spool_msg *m = l->msgs[l->which[k]];
-
 			l->skip[l->which[k]] = 1;
-			if (l->files[k].is_void)
-				continue;
-			m->jrec.rec_off = l->files[k].rec_off;
-			m->jrec.rec_seq = l->files[k].rec_seq;
-			m->jrec.rec_size = l->files[k].rec_size;
-			m->has_jrec = true;
+			if (!l->files[k].is_void)
+				l->msgs[l->which[k]]->jrec = l->files[k];
 		}
 	else if (e.errnum != 0)
 		/* A full journal is routine; a failed write is not. The
@@ -1335,13 +1328,22 @@ spool_save_state(struct spool *sp, const char *id, const struct envelope *env,
 	return rc;
 }
 
-int
-spool_remove_nosync(struct spool *sp, const char *id, struct err *e)
+/* Removes queue/ID (kept for reuse when may_recycle) and state/ID. */
+static int
+remove_msg(struct spool *sp, const char *id, bool may_recycle,
+    struct err *e)
 {
-	if ((recycle(sp, id) == -1 && remove_in(sp->queue_dir, id, e) == -1) ||
+	if (((!may_recycle || recycle(sp, id) == -1) &&
+	    remove_in(sp->queue_dir, id, e) == -1) ||
 	    remove_in(sp->state_dir, id, e) == -1)
 		return -1;
 	return 0;
+}
+
+int
+spool_remove_nosync(struct spool *sp, const char *id, struct err *e)
+{
+	return remove_msg(sp, id, true, e);
 }
 
 int
@@ -1361,8 +1363,7 @@ spool_remove(struct spool *sp, const char *id, struct err *e)
 int
 spool_delete(struct spool *sp, const char *id, struct err *e)
 {
-	if (remove_in(sp->queue_dir, id, e) == -1 ||
-	    remove_in(sp->state_dir, id, e) == -1)
+	if (remove_msg(sp, id, false, e) == -1)
 		return -1;
 	return spool_sync_queue(sp, e);
 }

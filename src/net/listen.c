@@ -29,7 +29,11 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+#include <event2/listener.h>
+
 #include "lib/err.h"
+#include "lib/log.h"
 #include "lib/str.h"
 
 #define LISTEN_BACKLOG		1024
@@ -534,4 +538,29 @@ listen_fd_name(int fd, char *out, size_t size)
 		return NULL;
 	}
 	return out;
+}
+
+static void
+resume_accepting(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(arg);
+}
+
+struct event *
+listen_resume_new(struct event_base *base, struct evconnlistener *evl)
+{
+	return evtimer_new(base, resume_accepting, evl);
+}
+
+void
+listen_pause(struct evconnlistener *evl, struct event *resume,
+    const char *what, const char *detail)
+{
+	struct timeval tv = { LISTEN_PAUSE, 0 };
+
+	log_warnx("%s: accept: %s%s: not accepting connections for %ds", what,
+	    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()), detail,
+	    LISTEN_PAUSE);
+	evconnlistener_disable(evl);
+	evtimer_add(resume, &tv);
 }

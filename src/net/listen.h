@@ -9,6 +9,10 @@
 #include <stddef.h>
 #include <sys/socket.h>
 
+struct event;
+struct event_base;
+struct evconnlistener;
+
 struct err;
 
 /*
@@ -55,5 +59,22 @@ int	listen_systemd_fds(void);
  * out is too small.
  */
 char	*listen_fd_name(int fd, char *out, size_t size);
+
+/* Seconds a listener stops accepting after an accept() error. */
+#define LISTEN_PAUSE	1
+
+/* A timer that enables evl again, for listen_pause (event_free it). */
+struct event	*listen_resume_new(struct event_base *base,
+		    struct evconnlistener *evl);
+/*
+ * For a listener's error callback (EMFILE, ENFILE, ENOBUFS): the pending
+ * connection stays in the listen queue, and evl would wake the loop for
+ * it again at once, round after round. Instead evl stops accepting for
+ * LISTEN_PAUSE seconds (resume is its listen_resume_new timer), with one
+ * log line: "WHAT: accept: ERROR DETAIL: not accepting connections for
+ * 1s".
+ */
+void		 listen_pause(struct evconnlistener *evl, struct event *resume,
+		    const char *what, const char *detail);
 
 #endif
